@@ -330,3 +330,26 @@ def test_cpp_standalone_is_rerun_with_new_inputs(trained, digits, tmp_path, monk
         reference = net.run(images[50:])
     a, b = second.rates("h1.E"), reference.rates("h1.E")
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+@needs_brian2
+@pytest.mark.slow
+def test_second_network_in_one_process_reuses_the_standalone_build(trained, digits, tmp_path,
+                                                                    monkeypatch):
+    """Brian2 names objects uniquely among the living ones: if the first network's code objects
+    outlived it, the second would be generated as ``*_codeobject_1`` and compiled again."""
+    from biofa.spiking import plan_for
+    from biofa.spiking.network import SpikingNetwork
+    from biofa.spiking.targets import compiler
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setenv("BIOFA_CACHE", str(tmp_path))
+    plan = plan_for(trained, digits)
+    with SpikingNetwork(plan, copies=10, segments=1, target="cpp_standalone") as net:
+        program = net.directory / "main"
+        built = program.stat().st_mtime_ns
+    with SpikingNetwork(plan, copies=10, segments=1, target="cpp_standalone") as net:
+        assert net.directory == program.parent
+        assert not list((net.directory / "code_objects").glob("*_1.cpp"))
+        assert program.stat().st_mtime_ns == built  # make found nothing to rebuild

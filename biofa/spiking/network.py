@@ -272,8 +272,11 @@ class SpikingNetwork:
             for attr in ("net", "groups", "synapses", "monitors", "views", "tables"):
                 with suppress(AttributeError):
                     delattr(self, attr)
+            release(self.target)
+            # Brian2 names objects uniquely among the living ones: collect the old code objects
+            # (freed by the device reset) so the next network generates the same names, hence
+            # the same code, and a cached build is reused instead of recompiled.
             gc.collect()
-        release(self.target)
 
     def __enter__(self) -> SpikingNetwork:
         return self
