@@ -209,6 +209,11 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         if not 0 <= args.point < len(points):
             raise ValueError(f"--point {args.point}: the sweep has points 0 to {len(points) - 1}")
         points = [points[args.point]]
+    if args.out and Path(args.out).suffix == ".nc":
+        raise ValueError(
+            f"--out {args.out}: --out is a directory; each run's file is named after its rule "
+            f"and seed inside it (e.g. --out {Path(args.out).with_suffix('')})"
+        )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     if args.dry_run:
         print(f"{len(points)} run(s) of {spec.name}:")

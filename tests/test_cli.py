@@ -172,6 +172,7 @@ BAD = {
     "no =": (["toy.py", "--set", "width"], "--set width: expected KEY=VALUE"),
     "no sweep": (["toy.py", "--sweep"], "--sweep: toy.py defines no `sweep"),
     "point without sweep": (["toy.py", "--point", "1"], "--point I selects a sweep point"),
+    "--out a file": (["toy.py", "--out", "r.nc"], "--out r.nc: --out is a directory; each"),
 }
 
 
