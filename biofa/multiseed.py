@@ -54,15 +54,15 @@ from tqdm.auto import tqdm
 from . import data as datasets
 from . import train as train_mod
 from .circuit import Circuit
-from .compile import CompiledCircuit, compile, derive_seed
-from .ops import Conv2dOp, LinearOp, ProjectionFunction
+from .compile import compile, derive_seed
 from .probes import projection_metrics
 from .record import Recorder
-from .rules import _base as rules_base
-from .rules._base import FeedbackRule, LocalSignals
+from .rules._base import overrides
+from .seed_batched import StackedParameters, stack
+from .shadow import shadow_metrics
 from .train_config import Train
 
-__all__ = ["batched_projection", "fit_seeds", "group_points", "run_grouped", "supported"]
+__all__ = ["fit_seeds", "group_points", "run_grouped", "supported"]
 
 log = logging.getLogger(__name__)
 
@@ -89,174 +89,6 @@ def supported(circuit: Circuit, train: Train) -> str | None:
         if hook is not None and getattr(cls, "cross_nonlinearity", hook) is not hook:
             return f"rule {rule!r} redefines how the error crosses a nonlinearity"
     return None
-
-
-# ---------------------------------------------------------------- seed-batched projections
-class SeedBatchedLinear:
-    """``K`` dense projections at once: ``x (K, N, in)``, ``W (K, out, in)``; batched products."""
-
-    kind = "linear"
-
-    def __init__(self, op: LinearOp):
-        self.inner = op
-
-    def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if bias is None:
-            return torch.bmm(x, weight.transpose(1, 2))
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-
-    def grads(self, grad_out, x, feedback, mask):
-        gx = torch.bmm(grad_out, feedback) if mask[0] else None
-        gw = torch.bmm(grad_out.transpose(1, 2), x) if mask[1] else None
-        gb = grad_out.sum(1) if mask[2] else None
-        return gx, gw, gb
-
-
-class SeedBatchedConv:
-    """``K`` conv projections at once as ONE grouped convolution (``groups=K``).
-
-    ``x (K, N, C, H, W)`` is laid out as ``(N, K*C, H, W)`` and the kernels ``(K, out, C, k, k)``
-    as ``(K*out, C, k, k)``; the output comes back as a ``(K, N, out, H', W')`` view of the
-    ``(N, K*out, H', W')`` result, so the next projection's layout change is free.
-    """
-
-    kind = "conv2d"
-
-    def __init__(self, op: Conv2dOp):
-        self.inner = op
-
-    @staticmethod
-    def _x(x: Tensor) -> Tensor:
-        return x.transpose(0, 1).reshape(x.shape[1], -1, *x.shape[3:])
-
-    def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        k, n = x.shape[:2]
-        y = F.conv2d(self._x(x), weight.flatten(0, 1), None if bias is None else bias.flatten(),
-                     self.inner.stride, self.inner.padding, 1, k)
-        return y.view(n, k, -1, *y.shape[2:]).transpose(0, 1)
-
-    def grads(self, grad_out, x, feedback, mask):
-        k, n = x.shape[:2]
-        out = feedback.shape[1]
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            self._x(grad_out), self._x(x), feedback.flatten(0, 1),
-            [k * out] if mask[2] else None, [self.inner.stride] * 2, [self.inner.padding] * 2,
-            [1, 1], False, [0, 0], k, list(mask))
-        if gx is not None:
-            gx = gx.view(n, k, -1, *gx.shape[2:]).transpose(0, 1)
-        if gw is not None:
-            gw = gw.view(k, out, *gw.shape[1:])
-        if gb is not None:
-            gb = gb.view(k, out)
-        return gx, gw, gb
-
-
-class _PerSeed(FeedbackRule):
-    """A rule's functions vmapped over the seed dimension (the rule itself sees one seed)."""
-
-    name = "per_seed"
-
-    def __init__(self, rule: FeedbackRule, op) -> None:  # options were checked by ``rule``
-        self.inner, self.op, self.options = rule, op, rule.options
-
-    def effective_feedback(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:
-        inner = self.inner
-        return vmap(lambda w, f: inner.effective_feedback(w, f))(weight, fb)
-
-    def feedback_grads(self, local: LocalSignals, fb: dict[str, Tensor]) -> dict[str, Tensor]:
-        inner, op = self.inner, self.op
-        if type(inner).feedback_grads is FeedbackRule.feedback_grads:
-            return {}
-
-        def one(x, g, w, gw, f):
-            return inner.feedback_grads(LocalSignals(x, g, w, gw, op), f)
-
-        dims = (0, 0, 0, None if local.weight_grad is None else 0, 0)
-        return vmap(one, in_dims=dims)(local.input, local.grad_output, local.weight,
-                                       local.weight_grad, fb)
-
-    def error_through(self, grad_output, weight, fb, op, input_shape):
-        inner = self.inner
-        hook = getattr(FeedbackRule, "error_through", None)
-        if hook is None or getattr(type(inner), "error_through", hook) is hook:
-            return None
-        declined: list[bool] = []
-
-        def one(g, w, f):
-            r = inner.error_through(g, w, f, self.op, tuple(input_shape[1:]))
-            if r is None:
-                declined.append(True)
-                return g.new_zeros(())
-            return r
-
-        out = vmap(one)(grad_output, weight, fb)
-        return None if declined else out
-
-
-def batched_projection(info, in_dims, x, weight, bias, op, rule, send_error, names, *fb):
-    """The ``vmap`` rule of :class:`biofa.ops.ProjectionFunction`: every tensor with its seed
-    dimension first, then ONE application with a seed-batched op and the rule vmapped per seed."""
-    k = info.batch_size
-
-    def front(t, dim):
-        if not isinstance(t, Tensor):
-            return t
-        return t.movedim(dim, 0) if dim is not None else t.unsqueeze(0).expand(k, *t.shape)
-
-    x, weight, bias = front(x, in_dims[0]), front(weight, in_dims[1]), front(bias, in_dims[2])
-    fb = [front(t, d) for t, d in zip(fb, in_dims[7:])]
-    if isinstance(op, LinearOp):
-        batched = SeedBatchedLinear(op)
-    elif isinstance(op, Conv2dOp):
-        batched = SeedBatchedConv(op)
-    else:
-        raise TypeError(f"biofa.multiseed: no seed-batched form of op {op!r}")
-    y = ProjectionFunction.apply(x, weight, bias, batched, _PerSeed(rule, op), send_error, names,
-                                 *fb)
-    return y, 0
-
-
-def _stack(models: list[CompiledCircuit]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Stacked parameters (leaves) and buffers of ``models``; each model's own tensors become views
-    into them, so the per-seed modules always show the current values."""
-    params: dict[str, Tensor] = {}
-    for name, p in models[0].named_parameters():
-        stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models])
-        params[name] = stacked.requires_grad_(p.requires_grad)
-    buffers: dict[str, Tensor] = {}
-    for name, _ in models[0].named_buffers():
-        buffers[name] = torch.stack([dict(m.named_buffers())[name] for m in models])
-    for k, m in enumerate(models):
-        for name, p in m.named_parameters():
-            p.data = params[name].detach()[k]
-        for name, _ in m.named_buffers():
-            module_name, _, attr = name.rpartition(".")
-            owner = m.get_submodule(module_name) if module_name else m
-            owner._buffers[attr] = buffers[name][k]
-    return params, buffers
-
-
-class _Stacked:
-    """What :func:`biofa.train.build_optimizers` reads, pointing at the stacked tensors."""
-
-    def __init__(self, model: CompiledCircuit, params: dict[str, Tensor]):
-        names = {id(p): n for n, p in model.named_parameters()}
-        self._forward = [params[names[id(p)]] for p in model.forward_parameters()]
-        self._feedback = [params[names[id(p)]] for p in model.feedback_parameters()]
-
-    def forward_parameters(self) -> list[Tensor]:
-        return self._forward
-
-    def feedback_parameters(self) -> list[Tensor]:
-        return self._feedback
-
-
-def _shadow():
-    try:
-        from .shadow import shadow_metrics
-    except ImportError:  # pragma: no cover - older trees without error/update angles
-        return None
-    return shadow_metrics
 
 
 def fit_seeds(
@@ -334,8 +166,8 @@ def fit_seeds(
         for m in models:
             hold_weight_norms(m)
     base = copy.deepcopy(models[0])  # the module functional_call runs (its own tensors unused)
-    params, buffers = _stack(models)
-    optimizers = train_mod.build_optimizers(_Stacked(models[0], params), train)
+    params, buffers = stack(models)
+    optimizers = train_mod.build_optimizers(StackedParameters(models[0], params), train)
     per_epoch = datasets.steps_per_epoch(data, train.batch_size)
     total = train.epochs * per_epoch
     if train.max_steps:
@@ -346,8 +178,6 @@ def fit_seeds(
         )
         for o in optimizers
     ]
-    set_decay = getattr(train_mod, "_set_weight_decay", None)
-    shadow = _shadow()
     recorders = []
     for k, (m, t) in enumerate(zip(models, trains)):
         c = dict(coords[k]) if coords is not None else {
@@ -367,9 +197,7 @@ def fit_seeds(
                 "data": train.data,
             },
         ))
-    overrides = getattr(rules_base, "overrides", None)
-    hooks = overrides is not None and any(
-        overrides(g.rule, "after_step") for g in models[0].groups.values())
+    hooks = any(overrides(g.rule, "after_step") for g in models[0].groups.values())
 
     def loss_and_logits(p, b, x, y):
         logits = functional_call(base, (p, b), (x,))
@@ -413,8 +241,7 @@ def fit_seeds(
     while step < total and any(live):
         epoch = step // per_epoch
         epoch_t0 = time.perf_counter()
-        if set_decay is not None:
-            set_decay(optimizers, train, epoch)
+        train_mod._set_weight_decay(optimizers, train, epoch)
         streams = [
             datasets.train_batches(data, train.batch_size, seed=s, epoch=epoch,
                                    augment=train.augment, start_batch=step % per_epoch)
@@ -456,9 +283,8 @@ def fit_seeds(
                     values = {"loss": loss_sum[k] / seen, "train_accuracy": correct[k] / seen,
                               "learning_rate": lr, "wall_time": wall}
                     probes = projection_metrics(models[k])
-                    if shadow is not None:
-                        probes.update(shadow(models[k], x[k], y[k],
-                                             autocast=lambda: train_mod._autocast(train, device)))
+                    autocast = lambda: train_mod._autocast(train, device)  # noqa: E731
+                    probes.update(shadow_metrics(models[k], x[k], y[k], autocast=autocast))
                     recorders[k].record(step, epoch, values, probes)
                 summary.update(loss=float(loss_sum.mean() / seen),
                                train=float(correct.mean() / seen))

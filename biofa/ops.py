@@ -133,7 +133,8 @@ class ProjectionFunction(torch.autograd.Function):
     Under ``torch.func.vmap`` over stacked weights (many seeds as one batched computation) its
     ``vmap`` rule applies it once to the stacked tensors with a seed-batched op (a batched matrix
     product, a grouped convolution) and the rule's functions vmapped over the seeds
-    (:func:`biofa.multiseed.batched_projection`), so the backward is one kernel per projection too.
+    (:func:`biofa.seed_batched.batched_projection`), so the backward is one kernel per projection
+    too.
     """
 
     @staticmethod
@@ -157,7 +158,7 @@ class ProjectionFunction(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, x, weight, bias, op, rule, send_error, names, *fb):
-        from .multiseed import batched_projection  # lazily: only under torch.func.vmap
+        from .seed_batched import batched_projection  # lazily: only under torch.func.vmap
 
         return batched_projection(info, in_dims, x, weight, bias, op, rule, send_error, names, *fb)
 

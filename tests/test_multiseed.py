@@ -11,9 +11,10 @@ import torch
 import xarray as xr
 
 from biofa import Circuit, E, I, Train, compile, conv, dense
-from biofa.multiseed import SeedBatchedConv, SeedBatchedLinear, fit_seeds, supported
+from biofa.multiseed import fit_seeds, supported
 from biofa.ops import Conv2dOp, LinearOp
 from biofa.run import main
+from biofa.seed_batched import SeedBatchedConv, SeedBatchedLinear
 from biofa.train import fit
 
 
