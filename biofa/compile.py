@@ -26,16 +26,29 @@ from torch import Tensor, nn
 from . import rules as rule_registry
 from .circuit import Area, Circuit, Projection
 from .constraints import balanced_init, constrain_signs, input_signs
-from .ops import (CaptureOutputError, Conv2dOp, CrossNonlinearity, DeliverDirectError, ErrorSlot,
-                  LinearOp, project)
+from .ops import (
+    CaptureOutputError,
+    Conv2dOp,
+    CrossNonlinearity,
+    DeliverDirectError,
+    ErrorSlot,
+    LinearOp,
+    project,
+)
 from .projections import Conv, Dense, Identity
 from .rules._base import FeedbackContext, FeedbackRule, he_normal, init_feedback, overrides
 from .validation import AreaShape, infer_shapes
 
-# "sign": torch.sign, whose derivative is 0 almost everywhere (autograd returns zeros), so only rules
-# that cross it without a derivative (``FeedbackRule.cross_nonlinearity``, e.g. EKDAA) train through it.
-ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "sign": torch.sign,
-               "identity": None}
+# "sign": torch.sign, whose derivative is 0 almost everywhere (autograd returns zeros), so only
+# rules that cross it without a derivative (``FeedbackRule.cross_nonlinearity``, e.g. EKDAA) train
+# through it.
+ACTIVATIONS = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "sign": torch.sign,
+    "identity": None,
+}
 
 
 def derive_seed(seed: int, *parts: str) -> int:
@@ -63,8 +76,16 @@ class Slice:
 class ProjectionGroup(nn.Module):
     """Projections into one area batched into one conv/linear weight (module docstring)."""
 
-    def __init__(self, name, projections, circuit: Circuit, shapes, rule: FeedbackRule,
-                 send_error: bool, seed: int):
+    def __init__(
+        self,
+        name,
+        projections,
+        circuit: Circuit,
+        shapes,
+        rule: FeedbackRule,
+        send_error: bool,
+        seed: int,
+    ):
         super().__init__()
         self.name = name
         self.sources = [p.source for p in projections]
@@ -97,14 +118,23 @@ class ProjectionGroup(nn.Module):
         self.rule = rule
         self.send_error = send_error
         out_signs = target.signs if len(target.signs) == out_channels else [0] * out_channels
-        context = FeedbackContext(name, target.name, tuple(self.sources), tuple(out_signs),
-                                  tuple(signs), tuple((s.projection, s.start, s.stop)
-                                                      for s in slices))
+        context = FeedbackContext(
+            name,
+            target.name,
+            tuple(self.sources),
+            tuple(out_signs),
+            tuple(signs),
+            tuple((s.projection, s.start, s.stop) for s in slices),
+        )
         with torch.no_grad():
-            init = init_feedback(rule, self.weight.detach(), generator(seed, "feedback", name),
-                                 context)
+            init = init_feedback(
+                rule, self.weight.detach(), generator(seed, "feedback", name), context
+            )
         self.feedback = nn.ParameterDict(
-            {k: nn.Parameter(f.tensor.detach().clone(), requires_grad=f.learned) for k, f in init.items()}
+            {
+                k: nn.Parameter(f.tensor.detach().clone(), requires_grad=f.learned)
+                for k, f in init.items()
+            }
         )
         self.norm = nn.BatchNorm2d(out_channels) if kind.batch_norm else None
 
@@ -133,10 +163,14 @@ class AreaModule(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if area.bias else None
         self.norm = None
         if area.batch_norm:
-            self.norm = nn.BatchNorm2d(channels) if len(shape.pre) == 3 else nn.BatchNorm1d(channels)
+            self.norm = (
+                nn.BatchNorm2d(channels) if len(shape.pre) == 3 else nn.BatchNorm1d(channels)
+            )
         self.activation = ACTIVATIONS[area.nonlinearity]
 
-    def forward(self, pre: Tensor, bias_added: bool, crossing: FeedbackRule | None = None) -> Tensor:
+    def forward(
+        self, pre: Tensor, bias_added: bool, crossing: FeedbackRule | None = None
+    ) -> Tensor:
         if self.bias is not None and not bias_added:
             pre = pre + self.bias.view(1, -1, *([1] * (pre.dim() - 2)))
         h = pre if self.norm is None else self.norm(pre)
@@ -169,8 +203,9 @@ class DirectPathway(nn.Module):
 class CompiledCircuit(nn.Module):
     """A circuit as a trainable ``nn.Module``: ``forward(x) -> logits``."""
 
-    def __init__(self, circuit: Circuit, input_shape: tuple[int, int, int], num_classes: int,
-                 seed: int = 0):
+    def __init__(
+        self, circuit: Circuit, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0
+    ):
         super().__init__()
         circuit.validate()
         self.circuit = circuit
@@ -179,8 +214,11 @@ class CompiledCircuit(nn.Module):
         self.order = circuit.topological_order()
         pathways = circuit.resolved_pathways()
         direct = {pw.lower: pw for pw in pathways if rule_registry.get(pw.rule).scope == "direct"}
-        layerwise = {(pw.lower, pw.upper): pw for pw in pathways
-                     if rule_registry.get(pw.rule).scope != "direct"}
+        layerwise = {
+            (pw.lower, pw.upper): pw
+            for pw in pathways
+            if rule_registry.get(pw.rule).scope != "direct"
+        }
         self.areas = nn.ModuleDict()
         self.groups = nn.ModuleDict()
         self.direct = nn.ModuleDict()
@@ -192,26 +230,32 @@ class CompiledCircuit(nn.Module):
             if area.role == "input":
                 continue
             self.areas[name] = AreaModule(area, self.shapes[name])
-            self.identities[name] = [p.source for p in circuit.incoming(name)
-                                     if isinstance(p.kind, Identity)]
+            self.identities[name] = [
+                p.source for p in circuit.incoming(name) if isinstance(p.kind, Identity)
+            ]
             self.group_names[name] = []
             for key, members in _group(circuit.incoming(name), layerwise, direct).items():
                 gname = "+".join(p.name for p in members)
                 rule_name, options = key[1], dict(key[2])
                 rule = rule_registry.create(rule_name, **options)
                 self.groups[_key(gname)] = ProjectionGroup(
-                    gname, members, circuit, self.shapes, rule, send_error=not key[3], seed=seed)
+                    gname, members, circuit, self.shapes, rule, send_error=not key[3], seed=seed
+                )
                 self.group_names[name].append(_key(gname))
                 for p in members:
                     self.rules_by_projection[p.name] = rule_name
         for lower, pw in direct.items():
             rule = rule_registry.create(pw.rule, **pw.options)
-            self.direct[lower] = DirectPathway(pw.name, rule, self.shapes[lower].out, num_classes, seed)
+            self.direct[lower] = DirectPathway(
+                pw.name, rule, self.shapes[lower].out, num_classes, seed
+            )
             for p in circuit.projections:
                 if p.target == lower and not isinstance(p.kind, Identity):
                     self.rules_by_projection.setdefault(p.name, pw.rule)
         self.readout = circuit.readout_area.name
-        self.outgoing = {a: [k for k, g in self.groups.items() if a in g.sources] for a in self.areas}
+        self.outgoing = {
+            a: [k for k, g in self.groups.items() if a in g.sources] for a in self.areas
+        }
         for name in self.areas:
             self._crossing(name, check=True)
 
@@ -223,13 +267,23 @@ class CompiledCircuit(nn.Module):
         """
         rules = [self.groups[k].rule for k in self.outgoing.get(area, ())]
         crossing = [r for r in rules if overrides(r, "cross_nonlinearity")]
-        if check and crossing and (len(crossing) < len(rules) or any(
-                (type(r), r.options) != (type(crossing[0]), crossing[0].options) for r in rules)):
+        if (
+            check
+            and crossing
+            and (
+                len(crossing) < len(rules)
+                or any(
+                    (type(r), r.options) != (type(crossing[0]), crossing[0].options) for r in rules
+                )
+            )
+        ):
             names = sorted({r.name for r in rules})
-            raise ValueError(f"area {area!r}: its outgoing projections use rules {names}; "
-                             f"{crossing[0].name!r} defines how the error crosses the area's "
-                             "nonlinearity, so every projection leaving it must use that rule "
-                             "with the same options")
+            raise ValueError(
+                f"area {area!r}: its outgoing projections use rules {names}; "
+                f"{crossing[0].name!r} defines how the error crosses the area's "
+                "nonlinearity, so every projection leaving it must use that rule "
+                "with the same options"
+            )
         return crossing[0] if crossing and overrides(rules[0], "cross_nonlinearity") else None
 
     def after_step(self, step: int, seed: int) -> None:
@@ -239,7 +293,8 @@ class CompiledCircuit(nn.Module):
                 if overrides(group.rule, "after_step"):
                     device = group.weight.device
                     gen = torch.Generator(device=device).manual_seed(
-                        derive_seed(seed, "after_step", group.name, str(step)))
+                        derive_seed(seed, "after_step", group.name, str(step))
+                    )
                     fb = {k: v for k, v in group.feedback.items()}
                     group.rule.after_step(group.weight.detach(), fb, gen, step)
 
@@ -307,8 +362,15 @@ def _key(name: str) -> str:
     return name.replace("->", "__to__").replace(".", "_").replace("+", "__and__")
 
 
-def compile(circuit: Circuit, *, input_shape: tuple[int, int, int], num_classes: int,
-            seed: int = 0, backend: str = "torch", **spiking):
+def compile(
+    circuit: Circuit,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    seed: int = 0,
+    backend: str = "torch",
+    **spiking,
+):
     """Build the network for ``circuit`` on data of ``input_shape`` with ``num_classes`` classes.
 
     ``backend="torch"`` returns a trainable :class:`CompiledCircuit`; ``backend="brian2"`` a
@@ -318,8 +380,9 @@ def compile(circuit: Circuit, *, input_shape: tuple[int, int, int], num_classes:
     if backend == "brian2":
         from .spiking import to_brian2
 
-        return to_brian2(circuit, input_shape=input_shape, num_classes=num_classes, seed=seed,
-                         **spiking)
+        return to_brian2(
+            circuit, input_shape=input_shape, num_classes=num_classes, seed=seed, **spiking
+        )
     if backend != "torch":
         raise ValueError(f"backend={backend!r} is not 'torch' or 'brian2'")
     if spiking:

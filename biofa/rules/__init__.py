@@ -17,13 +17,33 @@ from typing import Any
 
 from ._base import DirectFeedbackRule, Feedback, FeedbackRule, LocalSignals
 
-__all__ = ["DirectFeedbackRule", "Feedback", "FeedbackRule", "LocalSignals", "available", "create",
-           "describe", "get", "register"]
+__all__ = [
+    "DirectFeedbackRule",
+    "Feedback",
+    "FeedbackRule",
+    "LocalSignals",
+    "available",
+    "create",
+    "describe",
+    "get",
+    "register",
+]
 
 _REGISTRY: dict[str, type] = {}
-_BUILTIN = ("backprop", "feedback_alignment", "direct_feedback_alignment", "usf", "usf_flipped",
-            "brsf", "frsf", "dale_feedback", "kolen_pollack", "weight_mirror", "product_fa",
-            "ekdaa")
+_BUILTIN = (
+    "backprop",
+    "feedback_alignment",
+    "direct_feedback_alignment",
+    "usf",
+    "usf_flipped",
+    "brsf",
+    "frsf",
+    "dale_feedback",
+    "kolen_pollack",
+    "weight_mirror",
+    "product_fa",
+    "ekdaa",
+)
 _loaded = False
 
 
@@ -51,7 +71,9 @@ def _load() -> None:
         except Exception as exc:  # a broken plug-in must not break biofa
             import warnings
 
-            warnings.warn(f"could not load feedback rule entry point {entry.name!r}: {exc}", stacklevel=2)
+            warnings.warn(
+                f"could not load feedback rule entry point {entry.name!r}: {exc}", stacklevel=2
+            )
 
 
 def available() -> list[str]:

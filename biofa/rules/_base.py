@@ -76,7 +76,7 @@ class FeedbackContext:
     slices: tuple[tuple[str, int, int], ...]
 
 
-class _RuleBase(abc.ABC):
+class _RuleBase(abc.ABC):  # noqa: B024 - shared options plumbing; subclasses hold the abstracts
     name: ClassVar[str] = ""
     scope: ClassVar[str] = "projection"
     supports: ClassVar[frozenset[str]] = frozenset({"linear", "conv2d"})
@@ -92,8 +92,10 @@ class _RuleBase(abc.ABC):
         unknown = sorted(set(options) - set(cls.defaults))
         if unknown:
             valid = ", ".join(sorted(cls.defaults)) or "none"
-            raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)} for rule "
-                             f"{cls.name!r} (valid: {valid})")
+            raise ValueError(
+                f"{where}: unknown option(s) {', '.join(unknown)} for rule "
+                f"{cls.name!r} (valid: {valid})"
+            )
 
     @classmethod
     def summary(cls) -> str:
@@ -106,8 +108,9 @@ class FeedbackRule(_RuleBase):
 
     scope: ClassVar[str] = "projection"
 
-    def init_feedback(self, weight: Tensor, generator: torch.Generator,
-                      context: FeedbackContext | None = None) -> dict[str, Feedback]:
+    def init_feedback(
+        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext | None = None
+    ) -> dict[str, Feedback]:
         """The rule's feedback tensors for a projection with forward weight ``weight``.
 
         Overrides may leave out ``context`` (see :func:`init_feedback`).
@@ -123,8 +126,14 @@ class FeedbackRule(_RuleBase):
         return {}
 
     # -- optional hooks: a rule overrides only those it needs (see :func:`overrides`) ----------
-    def error_through(self, grad_output: Tensor, weight: Tensor, fb: dict[str, Tensor], op: Any,
-                      input_shape: tuple[int, ...]) -> Tensor | None:
+    def error_through(
+        self,
+        grad_output: Tensor,
+        weight: Tensor,
+        fb: dict[str, Tensor],
+        op: Any,
+        input_shape: tuple[int, ...],
+    ) -> Tensor | None:
         """The error sent to the projection's input, when cheaper than forming ``B_eff``.
 
         E.g. two feedback matrices applied in sequence. ``None`` (default) means
@@ -142,8 +151,9 @@ class FeedbackRule(_RuleBase):
         """
         return None
 
-    def after_step(self, weight: Tensor, fb: dict[str, Tensor], generator: torch.Generator,
-                   step: int) -> None:
+    def after_step(
+        self, weight: Tensor, fb: dict[str, Tensor], generator: torch.Generator, step: int
+    ) -> None:
         """Called by the trainer after optimiser step ``step`` (1-based), under ``no_grad``.
 
         May update ``fb`` in place (e.g. a weight-mirror phase); ``generator`` is derived from
@@ -151,8 +161,9 @@ class FeedbackRule(_RuleBase):
         needed to continue must live in ``fb`` (it is checkpointed), never in the rule.
         """
 
-    def probe(self, weight: Tensor, fb: dict[str, Tensor], start: int,
-              stop: int) -> dict[str, Tensor]:
+    def probe(
+        self, weight: Tensor, fb: dict[str, Tensor], start: int, stop: int
+    ) -> dict[str, Tensor]:
         """Extra per-projection metrics (registered names, 0-d tensors) for the projection
         whose columns of ``weight`` are ``start:stop`` (see :mod:`biofa.probes`)."""
         return {}
@@ -164,8 +175,9 @@ def overrides(rule: object, hook: str) -> bool:
     return isinstance(rule, FeedbackRule) and getattr(type(rule), hook) is not base
 
 
-def init_feedback(rule: FeedbackRule, weight: Tensor, generator: torch.Generator,
-                  context: FeedbackContext) -> dict[str, Feedback]:
+def init_feedback(
+    rule: FeedbackRule, weight: Tensor, generator: torch.Generator, context: FeedbackContext
+) -> dict[str, Feedback]:
     """``rule.init_feedback``, passing ``context`` only if the rule's override accepts it."""
     if "context" in inspect.signature(rule.init_feedback).parameters:
         return rule.init_feedback(weight, generator, context=context)
@@ -185,7 +197,9 @@ class DirectFeedbackRule(_RuleBase):
         """Feedback tensors carrying a ``num_classes`` error to an area of ``area_shape``."""
 
     @abc.abstractmethod
-    def deliver(self, output_error: Tensor, fb: dict[str, Tensor], area_shape: tuple[int, ...]) -> Tensor:
+    def deliver(
+        self, output_error: Tensor, fb: dict[str, Tensor], area_shape: tuple[int, ...]
+    ) -> Tensor:
         """The error (``(N, *area_shape)``) the area receives for readout error ``(N, classes)``."""
 
     def feedback_grads(self, output_error: Tensor, fb: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -197,8 +211,14 @@ def fan_in(weight: Tensor) -> int:
     return weight[0].numel()
 
 
-def he_normal(shape: torch.Size | tuple[int, ...], fan: int, generator: torch.Generator,
-              gain: float = math.sqrt(2.0), device=None, dtype=None) -> Tensor:
+def he_normal(
+    shape: torch.Size | tuple[int, ...],
+    fan: int,
+    generator: torch.Generator,
+    gain: float = math.sqrt(2.0),
+    device=None,
+    dtype=None,
+) -> Tensor:
     """Samples of N(0, gain^2 / fan): He et al. 2015 initialisation (``gain=sqrt(2)`` for ReLU)."""
     std = gain / math.sqrt(fan)
     noise = torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
