@@ -19,6 +19,14 @@ backprop's feedback). For a conv projection the noise is one ``k x k`` patch per
 (``x`` of length ``in * k * k``, ``y = W_flat x``), so the same estimate holds for the kernel.
 The response is taken linearly (no nonlinearity or bias in the mirror phase).
 
+**Noise floor.** ``B`` is an exponential average of noisy correlation estimates, so it settles at
+a fixed angle to ``W`` that depends on the mirror settings only: with ``lambda_WM = sigma^2``,
+``tan(angle) ~ sqrt(eta_B sigma^2 fan_in / (2 N))`` (``N`` = ``batch``, ``fan_in`` =
+``in * k * k``).
+Measured on MNIST (default settings): 8 degrees for a 3x3 conv from 20 channels (fan-in 180), 24
+for a dense projection with fan-in 1960, 5 for fan-in 80 -- the formula's 7.6, 23.6 and 5.1. For a
+wide projection raise ``batch`` or lower ``lr`` (slower tracking of ``W``).
+
 **Schedule.** The trainer runs the rule's mirror phase after optimiser steps (the general
 ``FeedbackRule.after_step`` hook, called by :func:`biofa.train.fit` on every group):
 
