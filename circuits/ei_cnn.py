@@ -6,6 +6,13 @@ The default run trains on the embedded scikit-learn digits (8x8) on a CPU in und
     python -m biofa.run circuits/ei_cnn.py --sweep                      # rules x seeds
     python -m biofa.run circuits/ei_cnn.py --set data=cifar10 width=64 epochs=30 augment=true
 
+The default rule is Kolen-Pollack (learned feedback that receives the forward weights' own
+updates; its ``B`` keeps each lower population's sign, like ``W``). Measured on digits (8 epochs,
+Adam 1e-3, 2 seeds, ~15 s a run on one CPU core): test accuracy 97.6 +- 0.6 % for Kolen-Pollack,
+95.7 +- 1.4 % for feedback alignment, 98.6 % for backprop; feedback angles 51 vs 86 degrees (with
+Adam the mirror shrinks slowly; ``circuits/kp_vs_fa.py`` uses SGD with decay, where it reaches a
+few degrees).
+
 Every outgoing weight of an E population is >= 0 and of an I population <= 0 (Dale's law);
 batch norm follows each conv area (Liao et al. 2015 found it indispensable for asymmetric
 feedback).
@@ -15,7 +22,7 @@ from biofa import Circuit, E, I, Train, conv, dense, grid
 
 
 def circuit(
-    rule: str = "feedback_alignment", width: int = 16, ei_ratio: int = 4, batch_norm: bool = True
+    rule: str = "kolen_pollack", width: int = 16, ei_ratio: int = 4, batch_norm: bool = True
 ) -> Circuit:
     """Areas v1 (``width`` E + ``width/ei_ratio`` I channels), v2 (twice that), it (dense)."""
     inh = max(1, width // ei_ratio)
@@ -36,4 +43,7 @@ def circuit(
 
 train = Train(data="digits", epochs=8, batch_size=32, optimizer="adam", lr=1e-3, record_every=10)
 
-sweep = grid(rule=["backprop", "feedback_alignment", "direct_feedback_alignment"], seed=range(2))
+sweep = grid(
+    rule=["backprop", "feedback_alignment", "direct_feedback_alignment", "kolen_pollack"],
+    seed=range(2),
+)

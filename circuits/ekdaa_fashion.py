@@ -30,11 +30,14 @@ def circuit(
     batch_norm: bool = False,
     ekdaa_beta: float = 0.9,
     ekdaa_gamma: float = 0.1,
+    ekdaa_init: str = "random",
 ) -> Circuit:
     """conv(w) -> conv(w) -> pool -> conv(2w) -> pool -> dense 128 -> readout, all ``activation``.
 
     ``ekdaa_beta`` / ``ekdaa_gamma``: EKDAA's target step and error-kernel rate (``beta``,
-    ``gamma`` in the paper; named apart from ``Train.gamma``).
+    ``gamma`` in the paper; named apart from ``Train.gamma``). ``ekdaa_init="copy"`` starts the
+    error kernels at the forward weights, as the authors' release does (weight transport at
+    initialisation); the default draws them at random.
     """
     c = Circuit("ekdaa_fashion")
     c.input("image")
@@ -50,7 +53,7 @@ def circuit(
     c.connect("c3", "fc", dense(flatten=True))
     c.connect("fc", "out", dense())
     if rule == "ekdaa":
-        c.feedback_everywhere("ekdaa", beta=ekdaa_beta, gamma=ekdaa_gamma)
+        c.feedback_everywhere("ekdaa", beta=ekdaa_beta, gamma=ekdaa_gamma, init=ekdaa_init)
     elif rule != "backprop":
         c.feedback_everywhere(rule)
     return c

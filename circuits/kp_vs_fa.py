@@ -14,6 +14,23 @@ training recipe for every rule (SGD with momentum; weight decay 5e-3 in the firs
 ``W`` (Kolen-Pollack: ``W - B`` shrinks by ``1 - lr * decay`` per step), and it does not hurt the
 others. Weight mirrors learn ``B`` in a mirror phase after every step instead. Feedback tensors
 learn with the forward optimiser's settings (``Train.feedback_*`` left at "same").
+
+Measured (MNIST, ``--set data=../shared/data/mnist-png.zip epochs=2``, 3 seeds; test accuracy %
+mean +- sd, feedback / update angles in degrees at the last step, mean over projections):
+
+=================== =============== ============ ============ =============== ============
+rule                E/I (Dale)      feedback     update       Units           feedback
+=================== =============== ============ ============ =============== ============
+backprop            98.3 +- 0.2     0            0            98.8 +- 0.2     0
+feedback_alignment  96.9 +- 0.6     77           53           97.7 +- 0.4     70
+kolen_pollack       98.3 +- 0.1     6            3            98.6 +- 0.1     15
+weight_mirror       98.3 +- 0.4     12           8            98.7 +- 0.2     12
+product_fa          96.2 +- 0.8     69           44           98.8 +- 0.1     23
+=================== =============== ============ ============ =============== ============
+
+``dale=False`` is the papers' setting; there PFA matches backprop as Li Ji-An & Benna report.
+Under Dale's law PFA falls to feedback alignment's level: its learned ``R`` follows the gradient
+where the sign-constrained ``W`` cannot (see the ``product_fa`` rule's docstring).
 """
 
 from biofa import Circuit, E, I, Train, Units, conv, dense, grid

@@ -52,7 +52,8 @@ def sweep(tmp_path_factory) -> Path:
     (``biofa.run.main``, in this process: a subprocess would spend its time importing torch)."""
     tmp = tmp_path_factory.mktemp("sweep")
     source = (ROOT / "circuits" / "ei_cnn.py").read_text()
-    source = re.sub(r"\nsweep = .*\n", f"\nsweep = grid(rule={RULES!r}, seed=range(2))\n", source)
+    sweep = f"\nsweep = grid(rule={RULES!r}, seed=range(2))\n"
+    source = re.sub(r"\nsweep = .*", sweep, source, flags=re.S)
     spec = tmp / "ei_cnn.py"
     spec.write_text(source)
     out = tmp / "runs" / "ei_cnn"

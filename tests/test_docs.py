@@ -116,7 +116,8 @@ def test_tutorial_spec_and_figure_run(tmp_path, monkeypatch):
 
 def test_analysis_page_snippets_run(tmp_path, monkeypatch):
     spec = (ROOT / "circuits" / "ei_cnn.py").read_text()
-    spec = re.sub(r"\nsweep = .*\n", '\nsweep = grid(rule=["backprop"], seed=range(2))\n', spec)
+    sweep = '\nsweep = grid(rule=["backprop"], seed=range(2))\n'
+    spec = re.sub(r"\nsweep = .*", sweep, spec, flags=re.S)  # the spec's last statement
     (tmp_path / "ei_cnn.py").write_text(spec)
     monkeypatch.chdir(tmp_path)
     run("ei_cnn.py", {"width": 4, "max_steps": 4, "record_every": 2, "eval_every": 2}, sweep=True)

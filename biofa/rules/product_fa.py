@@ -57,6 +57,21 @@ Options (``feedback(..., rule="product_fa", expansion=10, ...)``):
   ``B R`` starts at feedback alignment's scale (the reference code draws ``R`` Xavier-uniform, as
   its ``W``; biofa draws forward weights He-normal).
 
+**Under Dale's law in the forward pathway, PFA does not align** (a limitation of the rule, not
+of its implementation here; the paper's networks are unconstrained). ``R`` accumulates
+``B^T`` times the *gradient*, but a sign-constrained ``W = s|V|`` cannot follow the gradient past
+zero: an entry the gradient keeps pushing towards the forbidden sign stays at zero (``|V|``
+reflects), while ``R``'s copy of it keeps growing until the decay balances it, at
+``-B^T G / lambda``. The product ``B R`` then tracks the *unconstrained* weights the gradient
+asks for, not ``W``. Kolen-Pollack has the same problem with an unconstrained ``B`` and fixes it by
+giving ``B`` the columns' signs (each ``B_ij`` mirrors one ``W_ij``); PFA has no such fix, since
+no entry of ``R`` corresponds to one entry of ``W``. Measured (``circuits/kp_vs_fa.py``, MNIST,
+2 epochs, 3 seeds): with ``Units`` populations PFA reaches 98.8 +- 0.1 % (backprop 98.8 +- 0.2,
+path alignment 23 degrees); with E/I populations 96.2 +- 0.8 % (backprop 98.3 +- 0.2, feedback
+alignment 96.9 +- 0.6) and 69 degrees; an unconstrained Kolen-Pollack mirror
+(``signs="free"``) fails the same way on the E/I net (digits: 63 and 96 % where the
+sign-mirrored one reaches 97 and 98 %). A constant larger decay does not rescue it.
+
 The intermediate population is visible in the compiled circuit (``group.feedback["B"]``,
 ``group.feedback["R"]``, ``K = R.shape[0]``) and in the outputs: per projection ``pfa_b_norm``
 (``||B||_F``) and ``pfa_r_norm`` (``||R_p||_F``, the projection's columns of ``R``), next to
