@@ -43,6 +43,15 @@ Options: ``beta`` (0.9), ``gamma`` (0.1), ``init``: ``"random"`` (default; ``E ~
 gain^2/fan_in)``, independent of ``W``) or ``"copy"`` (``E(0) = W(0)``, what the authors' released
 code does -- weight transport at initialisation), ``gain`` (``sqrt(2)``).
 
+**Measured** (``circuits/ekdaa_fashion.py``: tanh CNN conv32-conv32-pool-conv64-pool-fc128,
+Fashion-MNIST, 2 epochs, batch 50, SGD 0.05 / momentum 0.85, 3 seeds; test accuracy %):
+backprop 90.7 +- 0.2, ``ekdaa`` 85.1 +- 1.2 (feedback angle of the conv kernels 85-91 degrees:
+with ``gamma = 0.1`` a random ``E`` aligns slowly), ``ekdaa`` with ``init="copy"`` 89.1 +- 0.6
+(16-38 degrees), feedback alignment 78.8 +- 0.7. The paper's "nearly matches backprop" is
+reproduced with the release's initialisation; starting ``E`` at random (no weight transport at
+all) costs about 4 points after 2 epochs. The signum network (``activation=sign``, batch norm):
+60.3 % after 2 epochs (1 seed).
+
 *Sources.* The equations are those of the authors' release (``EKDAA_Model.backward`` and
 ``update`` in github.com/tzee/EKDAA-Release), which is also what the paper's description of targets
 built from error kernels and of ``Delta E = gamma Delta W^T`` says; the paper's own equation
