@@ -33,7 +33,7 @@ from ._brian import require_brian2
 from .objects import Timing, group, layout, object_name, synapses
 from .plan import Plan
 from .spikes import SpikeRecord, merge, split
-from .targets import activate, build_directory, release, resolve
+from .targets import activate, build_directory, build_standalone, release, resolve
 
 log = logging.getLogger(__name__)
 _instances = count()
@@ -155,9 +155,7 @@ class SpikingNetwork:
         if standalone:
             self.net.run(self.timing.total * b2.second, namespace={})
             self.directory = build_directory(self._signature())
-            b2.get_device().build(
-                directory=str(self.directory), compile=True, run=False, with_output=False
-            )
+            build_standalone(self.directory)
         else:
             self.net.store("initial")
 
