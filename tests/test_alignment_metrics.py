@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import xarray as xr
+from small_circuits import small_ei_cnn, two_hidden_mlp
 
 from biofa import Circuit, E, I, Train, Units, compile, conv, dense
 from biofa.metrics import METRICS, angle, frobenius_norm
@@ -16,28 +17,11 @@ from biofa.ops import exact_gradients
 from biofa.shadow import shadow_backward, shadow_metrics
 from biofa.train import fit
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and fair to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mlp(rule: str, hidden=((E(5), I(2)), (Units(5),))) -> Circuit:
-    c = Circuit("mlp")
-    c.input("img")
-    c.area("h1", *hidden[0])
-    c.area("h2", *hidden[1])
-    c.readout("out")
-    c.connect("img", "h1", dense(flatten=True))
-    c.connect("h1", "h2", dense())
-    c.connect("h2", "out", dense())
-    if rule != "backprop":
-        c.feedback_everywhere(rule)
-    return c
+    return two_hidden_mlp(rule, hidden)
 
 
 def cnn(rule: str, units: bool = False) -> Circuit:
@@ -228,17 +212,7 @@ def test_kolen_pollack_feedback_update_norm_is_its_pseudo_gradient():
 
 # ---------------------------------------------------------------------- what fit records
 def small_cnn(rule: str) -> Circuit:
-    c = Circuit("small")
-    c.input("image")
-    c.area("v1", E(6), I(2), batch_norm=True, pool="max")
-    c.area("h", E(12), I(4))
-    c.readout("out")
-    c.connect("image", "v1", conv(3))
-    c.connect("v1", "h", dense(flatten=True))
-    c.connect("h", "out", dense())
-    if rule != "backprop":
-        c.feedback_everywhere(rule)
-    return c
+    return small_ei_cnn(rule)
 
 
 QUICK = Train(epochs=1, batch_size=32, max_steps=30, optimizer="adam", lr=1e-2, record_every=5)

@@ -15,7 +15,6 @@ matplotlib = pytest.importorskip("matplotlib")  # the "viz" extra
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 import xarray as xr  # noqa: E402
 
 import biofa  # noqa: E402
@@ -26,13 +25,7 @@ SCRIPTS = ("compare_rules", "alignment_dynamics", "sign_concordance")
 RULES = ["backprop", "feedback_alignment"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and fair to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_script(script: str, *args: str) -> None:

@@ -9,13 +9,7 @@ import torch.nn.functional as F
 from biofa import Circuit, E, I, Units, compile, conv, dense
 from biofa.shadow import shadow_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cnn(v1, **options) -> Circuit:

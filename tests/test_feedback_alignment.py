@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from small_circuits import two_hidden_mlp
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
 
 
 def mlp(rule: str, hidden=((Units(6),), (Units(5),))) -> Circuit:
-    c = Circuit("mlp")
-    c.input("img")
-    c.area("h1", *hidden[0])
-    c.area("h2", *hidden[1])
-    c.readout("out")
-    c.connect("img", "h1", dense(flatten=True))
-    c.connect("h1", "h2", dense())
-    c.connect("h2", "out", dense())
-    c.feedback_everywhere(rule)
-    return c
+    return two_hidden_mlp(rule, hidden)
 
 
 def forward_by_hand(model, x):

@@ -15,13 +15,7 @@ from biofa.train import build_optimizers
 HIDDEN = {"units": (Units(6),), "ei": (E(5), I(2))}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_net(rule: str, hidden, **options) -> Circuit:

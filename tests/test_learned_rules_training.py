@@ -12,14 +12,7 @@ import xarray as xr
 from biofa import Circuit, E, I, Train, Units, conv, dense
 from biofa.train import fit
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: one intra-op thread is faster on a shared machine (and deterministic)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mlp(rule: str, ei: bool, width: int = 16, **options) -> Circuit:

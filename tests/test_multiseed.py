@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from small_circuits import small_ei_cnn
 
-from biofa import Circuit, E, I, Train, compile, conv, dense
+from biofa import Circuit, Train, compile
 from biofa.multiseed import fit_seeds, supported
 from biofa.ops import Conv2dOp, LinearOp
 from biofa.run import main
@@ -19,17 +20,7 @@ from biofa.train import fit
 
 
 def small(rule: str = "feedback_alignment", batch_norm: bool = True) -> Circuit:
-    c = Circuit("small")
-    c.input("image")
-    c.area("v1", E(6), I(2), batch_norm=batch_norm, pool="max")
-    c.area("h", E(12), I(4))
-    c.readout("out")
-    c.connect("image", "v1", conv(3))
-    c.connect("v1", "h", dense(flatten=True))
-    c.connect("h", "out", dense())
-    if rule != "backprop":
-        c.feedback_everywhere(rule)
-    return c
+    return small_ei_cnn(rule, batch_norm)
 
 
 TRAIN = Train(batch_size=64, max_steps=8, optimizer="adam", lr=1e-2, record_every=4,

@@ -5,31 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from small_circuits import two_hidden_mlp
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
 from biofa.metrics import angle
 from biofa.probes import projection_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mlp(hidden, **options) -> Circuit:
-    c = Circuit("mlp")
-    c.input("img")
-    c.area("h1", *hidden[0])
-    c.area("h2", *hidden[1])
-    c.readout("out")
-    c.connect("img", "h1", dense(flatten=True))
-    c.connect("h1", "h2", dense())
-    c.connect("h2", "out", dense())
-    c.feedback_everywhere("product_fa", **options)
-    return c
+    return two_hidden_mlp("product_fa", hidden, **options)
 
 
 HIDDEN = {"units": ((Units(6),), (Units(5),)), "ei": ((E(5), I(2)), (E(4), I(1)))}

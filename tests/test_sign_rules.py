@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from small_circuits import two_hidden_mlp
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
 from biofa.metrics import sign_concordance
@@ -20,16 +21,7 @@ CIRCUITS = Path(__file__).resolve().parents[1] / "circuits"
 
 
 def mlp(rule: str, hidden=((E(5), I(2)), (Units(5),)), **options) -> Circuit:
-    c = Circuit("mlp")
-    c.input("img")
-    c.area("h1", *hidden[0])
-    c.area("h2", *hidden[1])
-    c.readout("out")
-    c.connect("img", "h1", dense(flatten=True))
-    c.connect("h1", "h2", dense())
-    c.connect("h2", "out", dense())
-    c.feedback_everywhere(rule, **options)
-    return c
+    return two_hidden_mlp(rule, hidden, **options)
 
 
 def softmax_error(logits, y):

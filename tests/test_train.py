@@ -8,24 +8,15 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from small_circuits import small_ei_cnn
 
-from biofa import Circuit, E, I, Train, conv, dense
+from biofa import Circuit, Train
 from biofa import data as datasets
 from biofa.train import Diverged, build_optimizers, fit, lr_factor
 
 
 def small(rule: str = "feedback_alignment") -> Circuit:
-    c = Circuit("small")
-    c.input("image")
-    c.area("v1", E(6), I(2), batch_norm=True, pool="max")
-    c.area("h", E(12), I(4))
-    c.readout("out")
-    c.connect("image", "v1", conv(3))
-    c.connect("v1", "h", dense(flatten=True))
-    c.connect("h", "out", dense())
-    if rule != "backprop":
-        c.feedback_everywhere(rule)
-    return c
+    return small_ei_cnn(rule)
 
 
 TRAIN = Train(
