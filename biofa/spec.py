@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from biofa.convert import BadValue, convert, describe_type, type_of_default
+from biofa.run_names import point_coords, run_name
 from biofa.sweep import Grid
 from biofa.train_config import Train
 
@@ -359,7 +360,7 @@ def run_points(spec: Spec, overrides: Mapping[str, Any], sweep: bool = False) ->
             if not sweep or str(exc).startswith(where):
                 raise
             raise ValueError(f"{where}: {exc}") from exc
-        coords = _coords(kwargs, train, circuit, swept)
+        coords = point_coords(kwargs, train, circuit, swept)
         name = run_name(coords)
         if name in names:
             raise ValueError(
@@ -373,35 +374,3 @@ def run_points(spec: Spec, overrides: Mapping[str, Any], sweep: bool = False) ->
 
 def _show(point: Mapping[str, Any]) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in point.items())
-
-
-def _coords(kwargs: dict, train: Train, circuit: Any, swept: list[str]) -> dict[str, Any]:
-    rule = kwargs.get("rule")
-    if not isinstance(rule, str) or not rule:
-        rule = "+".join(circuit.rules_used())
-    coords: dict[str, Any] = {"rule": rule, "seed": train.seed}
-    for key in swept:
-        if key not in coords:
-            value = kwargs[key] if key in kwargs else getattr(train, key)
-            coords[key] = coord_value(value)
-    return coords
-
-
-def coord_value(value: Any) -> str | int | float:
-    """``value`` as something a netCDF coordinate holds: str, int or float."""
-    if isinstance(value, bool) or value is None:
-        return str(value).lower()
-    if isinstance(value, (int, float, str)):
-        return value
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(coord_value(v)) for v in value)
-    if hasattr(value, "item"):  # numpy scalars
-        return coord_value(value.item())
-    return str(value)
-
-
-def run_name(coords: Mapping[str, Any]) -> str:
-    """A filesystem-safe run name: ``{"rule": "fa", "seed": 0}`` -> ``"rule-fa_seed-0"``."""
-    return "_".join(
-        f"{key}-{re.sub(r'[^A-Za-z0-9.+_-]', '-', str(value))}" for key, value in coords.items()
-    )

@@ -9,14 +9,13 @@ from typing import Any, Literal
 import pytest
 
 import biofa.rules
+from biofa.run_names import coord_value, run_name
 from biofa.spec import (
     BadValue,
     convert,
-    coord_value,
     load_spec,
     parse_overrides,
     resolve,
-    run_name,
     run_points,
 )
 from biofa.sweep import Grid, grid
