@@ -327,16 +327,18 @@ def fit(
                         "learning_rate": schedulers[0].get_last_lr()[0] if schedulers else train.lr,
                         "wall_time": elapsed + time.perf_counter() - t0,
                     }
-                    probes = projection_metrics(model)
-                    probes.update(  # error/update angles: a shadow backward on this batch
-                        shadow_metrics(
-                            model,
-                            x,
-                            y,
-                            autocast=lambda: _autocast(train, device),
-                            loss_scale=scaler.get_scale(),
+                    probes = {}
+                    if main:  # only rank 0 records: the others skip the probes and shadow pass
+                        probes = projection_metrics(model)
+                        probes.update(  # error/update angles: a shadow backward on this batch
+                            shadow_metrics(
+                                model,
+                                x,
+                                y,
+                                autocast=lambda: _autocast(train, device),
+                                loss_scale=scaler.get_scale(),
+                            )
                         )
-                    )
                     recorder.record(step, epoch, values, probes)
                     summary.update(
                         loss=float(values["loss"]), train=float(values["train_accuracy"])
