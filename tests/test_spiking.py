@@ -196,6 +196,33 @@ def test_trained_ei_mlp_spikes_like_its_rate_model(validation):
     assert abs(float(validation.accuracy_spiking) - float(validation.accuracy_rate_model)) <= 0.05
 
 
+def test_excitatory_error_synapses_keep_dales_law_and_the_signed_error(trained, digits):
+    """``error_synapses="excitatory"``: every feedback synapse >= 0, and the pair difference of
+    the drive still equals the signed routing's (``B+ - B-`` = ``B``), hand-checked per block."""
+    from biofa.spiking import plan_for
+
+    signed = plan_for(trained, digits)
+    dale = plan_for(trained, digits, error_synapses="excitatory")
+    fb_signed, fb_dale = (
+        {(c.source, c.target): c.weight for c in plan.connections if c.pathway == "feedback"}
+        for plan in (signed, dale)
+    )
+    assert fb_signed.keys() == fb_dale.keys() and fb_dale
+    assert all((w >= 0).all() for w in fb_dale.values())
+    assert any((w < 0).any() for w in fb_signed.values())
+    for (src, dst), w in fb_signed.items():  # + -> +: max(B, 0); - -> +: max(-B, 0) ...
+        np.testing.assert_array_equal(fb_dale[src, dst], np.maximum(w, 0.0))
+    for src in {s for s, _ in fb_dale}:  # ... so (+ target) - (- target) receives B from each side
+        targets = sorted(d for s, d in fb_dale if s == src)
+        for plus, minus in zip(targets[::2], targets[1::2], strict=True):
+            assert plus.endswith("err+") and minus.endswith("err-")
+            np.testing.assert_allclose(
+                fb_dale[src, plus] - fb_dale[src, minus], fb_signed[src, plus], atol=0
+            )
+    with pytest.raises(ValueError, match="error_synapses='x' is not one of signed, excitatory"):
+        plan_for(trained, digits, error_synapses="x")
+
+
 @needs_brian2
 def test_spiking_feedback_delivers_the_rate_model_error(validation):
     # Measured: 0.957-0.961 for the error e B delivered to h1 (e = softmax - onehot(label)).

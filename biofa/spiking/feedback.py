@@ -56,9 +56,24 @@ def feedback_matrices(plan: Plan, model: CompiledCircuit) -> list[tuple[str, str
 
 
 def add_feedback(
-    plan: Plan, model: CompiledCircuit, trace: RateTrace, rate, max_rate: float, percentile: float
+    plan: Plan,
+    model: CompiledCircuit,
+    trace: RateTrace,
+    rate,
+    max_rate: float,
+    percentile: float,
+    error_synapses: str = "signed",
 ) -> None:
-    """Add the error populations and feedback connections of ``model`` to ``plan`` (in place)."""
+    """Add the error populations and feedback connections of ``model`` to ``plan`` (in place).
+
+    ``error_synapses="signed"``: the ``+`` population receives ``B`` from the upper ``+`` and
+    ``-B`` from the upper ``-`` population (each error neuron both excites and inhibits).
+    ``"excitatory"`` keeps Dale's law for error neurons: only the positive part of each of those
+    blocks is kept, i.e. ``B+`` from ``+`` and ``B-`` (= ``max(-B, 0)``) from ``-`` onto ``+``,
+    the mirror image onto ``-``. The pair's difference still receives ``B (delta+ - delta-)``,
+    exactly in the linear range; both members get the common drive ``B+ delta+ + B- delta-``,
+    which rectification and the f-I curve do not pass linearly.
+    """
     top = plan.readout_area
     classes = model.num_classes
     names = (f"{top}.err+", f"{top}.err-")
@@ -106,6 +121,7 @@ def add_feedback(
                 block = factor * b[r0:r1, c0:c1]
                 for src, s_sign in zip(up, (1, -1), strict=True):
                     for dst, d_sign in zip(low, (1, -1), strict=True):
-                        plan.connections.append(
-                            Connection(src, dst, s_sign * d_sign * block, "feedback", via)
-                        )
+                        weights = s_sign * d_sign * block
+                        if error_synapses == "excitatory":
+                            weights = np.maximum(weights, 0.0)
+                        plan.connections.append(Connection(src, dst, weights, "feedback", via))

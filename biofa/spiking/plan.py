@@ -126,6 +126,7 @@ def build_plan(
     readout_range: float = 0.01,
     percentile: float = 99.5,
     feedback: bool = True,
+    error_synapses: str = "signed",
     max_neurons: int = 5000,
     error_trace: RateTrace | None = None,
 ) -> Plan:
@@ -139,12 +140,15 @@ def build_plan(
     about the same number of input spikes per image (and the same Poisson noise), whatever its
     size; ``error_rate`` is Hz per unit of readout error (at most 1 in magnitude).
     ``error_trace`` (default ``trace``) calibrates the error populations: the same images with
-    the errors the feedback pathways should carry.
+    the errors the feedback pathways should carry. ``error_synapses``: ``"signed"`` (an error
+    neuron's synapses carry ``B``'s signs) or ``"excitatory"`` (Dale's law for error neurons:
+    every feedback synapse >= 0; see :func:`biofa.spiking.feedback.add_feedback`).
     """
     check_supported(model, max_neurons)
     for name, value, allowed in (
         ("readout", readout, ("voltage", "spikes")),
         ("encoding", encoding, ("poisson", "current")),
+        ("error_synapses", error_synapses, ("signed", "excitatory")),
     ):
         if value not in allowed:
             raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
@@ -228,7 +232,9 @@ def build_plan(
     if feedback:
         from .feedback import add_feedback
 
-        add_feedback(plan, model, error_trace or trace, rate, max_rate, percentile)
+        add_feedback(
+            plan, model, error_trace or trace, rate, max_rate, percentile, error_synapses
+        )
     return plan
 
 

@@ -30,6 +30,7 @@ PLAN_OPTIONS = (
     "readout_range",
     "percentile",
     "feedback",
+    "error_synapses",
     "max_neurons",
 )
 
