@@ -223,3 +223,9 @@ def he_normal(
     std = gain / math.sqrt(fan)
     noise = torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
     return (noise * std).to(device=device, dtype=dtype)
+
+
+def he_normal_like(weight: Tensor, generator: torch.Generator, gain: float) -> Tensor:
+    """:func:`he_normal` with ``weight``'s shape, fan-in, device and dtype: a random feedback
+    tensor drawn the way forward weights are."""
+    return he_normal(weight.shape, fan_in(weight), generator, gain, weight.device, weight.dtype)

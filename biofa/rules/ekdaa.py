@@ -74,7 +74,7 @@ import torch
 from torch import Tensor
 
 from . import register
-from ._base import Feedback, FeedbackRule, LocalSignals, fan_in, he_normal
+from ._base import Feedback, FeedbackRule, LocalSignals, he_normal_like
 
 
 @register
@@ -99,14 +99,7 @@ class ErrorKernels(FeedbackRule):
         if self.options["init"] == "copy":
             e = weight.detach().clone()
         else:
-            e = he_normal(
-                weight.shape,
-                fan_in(weight),
-                generator,
-                self.options["gain"],
-                weight.device,
-                weight.dtype,
-            )
+            e = he_normal_like(weight, generator, self.options["gain"])
         return {"E": Feedback(e, learned=True)}
 
     def effective_feedback(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import register
-from ._base import Feedback, FeedbackRule, fan_in, he_normal
+from ._base import Feedback, FeedbackRule, he_normal_like
 
 
 @register
@@ -34,14 +34,7 @@ class FeedbackAlignment(FeedbackRule):
     defaults = {"gain": math.sqrt(2.0)}
 
     def init_feedback(self, weight: Tensor, generator: torch.Generator) -> dict[str, Feedback]:
-        b = he_normal(
-            weight.shape,
-            fan_in(weight),
-            generator,
-            self.options["gain"],
-            weight.device,
-            weight.dtype,
-        )
+        b = he_normal_like(weight, generator, self.options["gain"])
         return {"B": Feedback(b, learned=False)}
 
     def effective_feedback(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:

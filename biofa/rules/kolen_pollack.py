@@ -59,7 +59,7 @@ import torch
 from torch import Tensor
 
 from . import register
-from ._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals, fan_in, he_normal
+from ._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals, he_normal_like
 
 
 def column_signs(weight: Tensor, context: FeedbackContext | None) -> Tensor | None:
@@ -101,14 +101,7 @@ class KolenPollack(FeedbackRule):
     def init_feedback(
         self, weight: Tensor, generator: torch.Generator, context: FeedbackContext | None = None
     ) -> dict[str, Feedback]:
-        b = he_normal(
-            weight.shape,
-            fan_in(weight),
-            generator,
-            self.options["gain"],
-            weight.device,
-            weight.dtype,
-        )
+        b = he_normal_like(weight, generator, self.options["gain"])
         sign = column_signs(weight, context) if self.options["signs"] == "forward" else None
         if sign is None:
             return {"B": Feedback(b, learned=True)}
