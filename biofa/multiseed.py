@@ -56,7 +56,7 @@ from . import train as train_mod
 from .circuit import Circuit
 from .compile import compile, derive_seed
 from .probes import projection_metrics
-from .record import Recorder
+from .record import run_recorder
 from .rules._base import overrides
 from .seed_batched import StackedParameters, stack
 from .shadow import shadow_metrics
@@ -178,25 +178,18 @@ def fit_seeds(
         )
         for o in optimizers
     ]
-    recorders = []
-    for k, (m, t) in enumerate(zip(models, trains)):
-        c = dict(coords[k]) if coords is not None else {
-            "rule": "+".join(circuit.rules_used()), "seed": t.seed}
-        config = dict(run_configs[k]) if run_configs is not None else {
-            "circuit": circuit.name, "train": asdict(t)}
-        recorders.append(Recorder(
-            projections=[(s.projection, s.source, s.target, s.op)
-                         for s, _ in m.projection_slices()],
-            coords=c,
-            run_config=config,
-            attrs={
-                "title": f"biofa run of circuit {circuit.name}",
-                **(attrs[k] if isinstance(attrs, Sequence) else attrs or {}),
-                "device": str(device),
-                "torch_version": torch.__version__,
-                "data": train.data,
-            },
-        ))
+    recorders = [
+        run_recorder(
+            m,
+            circuit,
+            t,
+            device,
+            coords[k] if coords is not None else None,
+            run_configs[k] if run_configs is not None else None,
+            attrs[k] if isinstance(attrs, Sequence) else attrs,
+        )
+        for k, (m, t) in enumerate(zip(models, trains))
+    ]
     hooks = any(overrides(g.rule, "after_step") for g in models[0].groups.values())
 
     def loss_and_logits(p, b, x, y):

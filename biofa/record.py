@@ -22,9 +22,10 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,7 +34,12 @@ import xarray as xr
 from biofa import __version__
 from biofa.metrics import METRICS, RESERVED_NAMES
 
-__all__ = ["Recorder"]
+if TYPE_CHECKING:
+    from biofa.circuit import Circuit
+    from biofa.compile import CompiledCircuit
+    from biofa.train_config import Train
+
+__all__ = ["Recorder", "run_recorder", "write_netcdf"]
 
 Scalar = float | int | torch.Tensor
 _STATE_VERSION = 1
@@ -328,3 +334,31 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def run_recorder(
+    model: CompiledCircuit,
+    circuit: Circuit,
+    train: Train,
+    device: torch.device | str,
+    coords: dict | None = None,
+    run_config: dict | None = None,
+    attrs: dict | None = None,
+) -> Recorder:
+    """The run's recorder: one projection per slice of ``model``; coordinates ``coords`` (default
+    ``rule``, the circuit's rules joined by ``+``, and ``seed``), ``run_config`` (default the
+    circuit's name and ``train``) and global ``attrs`` with the device, torch version and data."""
+    return Recorder(
+        projections=[
+            (s.projection, s.source, s.target, s.op) for s, _ in model.projection_slices()
+        ],
+        coords=dict(coords or {"rule": "+".join(circuit.rules_used()), "seed": train.seed}),
+        run_config=dict(run_config or {"circuit": circuit.name, "train": asdict(train)}),
+        attrs={
+            "title": f"biofa run of circuit {circuit.name}",
+            **(attrs or {}),
+            "device": str(device),
+            "torch_version": torch.__version__,
+            "data": train.data,
+        },
+    )

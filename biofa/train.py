@@ -19,7 +19,6 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from .compile import CompiledCircuit, compile, derive_seed
 from .norms import hold_weight_norms, normalize_gradients
 from .optim import BatchManhattan
 from .probes import projection_metrics
-from .record import Recorder
+from .record import Recorder, run_recorder
 from .shadow import shadow_metrics
 from .train_config import Train
 
@@ -204,22 +203,7 @@ def fit(
         for o in optimizers
     ]
     scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
-    coords = dict(coords or {"rule": "+".join(circuit.rules_used()), "seed": train.seed})
-    config = dict(run_config or {"circuit": circuit.name, "train": asdict(train)})
-    recorder = Recorder(
-        projections=[
-            (s.projection, s.source, s.target, s.op) for s, _ in model.projection_slices()
-        ],
-        coords=coords,
-        run_config=config,
-        attrs={
-            "title": f"biofa run of circuit {circuit.name}",
-            **(attrs or {}),
-            "device": str(device),
-            "torch_version": torch.__version__,
-            "data": train.data,
-        },
-    )
+    recorder = run_recorder(model, circuit, train, device, coords, run_config, attrs)
     if not main:
         recorder = distributed.NullRecorder(recorder)
     ckpt_path = out.with_suffix(".ckpt")
