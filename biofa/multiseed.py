@@ -42,6 +42,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,7 @@ def fit_seeds(
         return F.cross_entropy(logits.float(), y), logits
 
     batched_step = vmap(loss_and_logits)
+    autocast = partial(train_mod._autocast, train, device)  # for the shadow passes
     batched_eval = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None))
 
     def evaluate() -> Tensor:
@@ -276,7 +278,6 @@ def fit_seeds(
                     values = {"loss": loss_sum[k] / seen, "train_accuracy": correct[k] / seen,
                               "learning_rate": lr, "wall_time": wall}
                     probes = projection_metrics(models[k])
-                    autocast = lambda: train_mod._autocast(train, device)  # noqa: E731
                     probes.update(shadow_metrics(models[k], x[k], y[k], autocast=autocast))
                     recorders[k].record(step, epoch, values, probes)
                 summary.update(loss=float(loss_sum.mean() / seen),
