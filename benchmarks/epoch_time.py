@@ -42,7 +42,7 @@ from _timing import (  # noqa: E402
 )
 
 import biofa.rules  # noqa: E402
-from biofa import data as datasets  # noqa: E402
+from biofa.data import memory as datasets  # noqa: E402
 from biofa.train import Train, build_optimizers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Many seeds at once: ``biofa.multiseed.fit_seeds`` (K seeds as one vmapped computation) vs K
+"""Many seeds at once: ``biofa.train.multiseed.fit_seeds`` (K seeds as one vmapped computation) vs K
 sequential ``biofa.train.fit`` runs of the same spec in the same process.
 
 Both write one netCDF file per seed with the same schema; the table gives the end-to-end time of
@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import RESULTS, environment, median, resolve_device, table, write_json  # noqa: E402
 
+from biofa.cli.spec import load_spec  # noqa: E402
 from biofa.data import load, steps_per_epoch  # noqa: E402
-from biofa.multiseed import fit_seeds  # noqa: E402
-from biofa.spec import load_spec  # noqa: E402
 from biofa.train import fit  # noqa: E402
+from biofa.train.multiseed import fit_seeds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -41,11 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from biofa import compile  # noqa: E402
-from biofa import data as datasets  # noqa: E402
-from biofa.probes import projection_metrics  # noqa: E402
-from biofa.record import Recorder  # noqa: E402
-from biofa.shadow import shadow_metrics  # noqa: E402
-from biofa.spec import load_spec, parse_overrides, run_points  # noqa: E402
+from biofa.cli.spec import load_spec, parse_overrides, run_points  # noqa: E402
+from biofa.data import memory as datasets  # noqa: E402
+from biofa.measure.probes import projection_metrics  # noqa: E402
+from biofa.measure.record import Recorder  # noqa: E402
+from biofa.measure.shadow import shadow_metrics  # noqa: E402
 from biofa.train import build_optimizers, fit, resolve_device  # noqa: E402
 
 NEVER = 10**9

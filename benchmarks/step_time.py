@@ -71,7 +71,8 @@ from biofa.train import Train, build_optimizers  # noqa: E402
 class BackpropViaFunction(Backprop):
     """Backprop through the generic ProjectionFunction (benchmark only: biofa before its fast path).
 
-    ``biofa.ops.project`` runs backprop projections as native ops; this subclass is not ``Backprop``
+    ``biofa.nn.ops.project`` runs backprop projections as native ops; this subclass is not
+    ``Backprop``
     itself, so it takes the custom-Function path every rule took before (the before/after row).
     """
 

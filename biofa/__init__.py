@@ -2,18 +2,34 @@
 
 Declare E/I circuits with explicit feedback pathways, compile them to batched PyTorch ops, train
 them with any registered feedback rule and compare how their feedback aligns, in xarray.
+
+The public API is listed here once; everything else is reached through its subpackage
+(``biofa.circuit`` declarations, ``biofa.rules``, ``biofa.nn`` the compiled network,
+``biofa.measure`` metrics and outputs, ``biofa.data``, ``biofa.train``, ``biofa.cli``,
+``biofa.spiking``).
 """
 
-from . import accessor as _accessor  # noqa: F401  (registers the ds.biofa accessor)
-from .circuit import Circuit
-from .compile import CompiledCircuit, compile
-from .populations import E, I, Units
-from .projections import conv, dense, identity
-from .runs import open_runs
-from .sweep import grid
-from .train_config import Train
+from biofa._version import __version__
+from biofa.circuit import Circuit, E, I, Units
+from biofa.circuit.projections import conv, dense, identity
+from biofa.cli.sweep import grid
+from biofa.measure import accessor as _accessor  # noqa: F401  (registers the ds.biofa accessor)
+from biofa.measure.runs import open_runs
+from biofa.nn.compiler import CompiledCircuit, compile
+from biofa.train.config import Train
 
-__version__ = "0.1.0"
-
-__all__ = ["Circuit", "CompiledCircuit", "E", "I", "Train", "Units", "compile", "conv", "dense",
-           "grid", "identity", "open_runs", "__version__"]
+__all__ = [
+    "Circuit",
+    "CompiledCircuit",
+    "E",
+    "I",
+    "Train",
+    "Units",
+    "__version__",
+    "compile",
+    "conv",
+    "dense",
+    "grid",
+    "identity",
+    "open_runs",
+]

@@ -2,7 +2,7 @@
 
 import sys
 
-from biofa.run import main
+from biofa.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ Rules: BP, FA, uSF, brSF, frSF. Normalisation controls:
   see :mod:`biofa.rules._sign_concordant` for the definitions and what we could not confirm.
 * ``hold_weight_norms=true`` (``Train``, "Const."): forward-weight norms held at their initial
   values (FA-uSF Const.: 51.2% top-1 on ImageNet in the paper); ``normalize_grads=true`` the
-  reading of SN as per-projection gradient normalisation (:mod:`biofa.norms`).
+  reading of SN as per-projection gradient normalisation (:mod:`biofa.nn.norms`).
 * ``feedback_signs`` (circuit): ``"concordant"`` (the rule as given), ``"dale"`` or
   ``"dale_learned"`` -- every feedback pathway uses ``dale_feedback`` with its own E/I
   presynaptic populations (``inhibitory`` of each upper area's units inhibitory, the rest
@@ -31,7 +31,7 @@ Rules: BP, FA, uSF, brSF, frSF. Normalisation controls:
 """
 
 from biofa import Circuit, Train, Units, conv, dense
-from biofa.sweep import grid
+from biofa.cli.sweep import grid
 
 SIGN_RULES = ("usf", "brsf", "frsf", "usf_flipped")
 FEEDBACK_SIGNS = ("concordant", "dale", "dale_learned")

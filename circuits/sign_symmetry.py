@@ -20,7 +20,7 @@ usf_flipped) and are ignored by the others.
 """
 
 from biofa import Circuit, Train, Units, conv, dense
-from biofa.sweep import grid
+from biofa.cli.sweep import grid
 
 SIGN_RULES = ("usf", "brsf", "frsf", "usf_flipped")
 

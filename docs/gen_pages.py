@@ -7,7 +7,7 @@ in the next ``mkdocs build`` with nothing to edit:
   :func:`biofa.rules.available` and links ``benchmarks.md`` when that page exists;
 * ``on_files`` adds the generated ``rules/<name>.md`` pages (nothing is written to ``docs/``);
 * ``on_page_markdown`` replaces ``<!-- biofa:rules-table -->`` and ``<!-- biofa:metrics-table -->``
-  with tables built from the rule registry and :data:`biofa.metrics.METRICS`.
+  with tables built from the rule registry and :data:`biofa.measure.metrics.METRICS`.
 
 ``python docs/gen_pages.py OUT_DIR`` writes the generated pages to ``OUT_DIR`` to look at them.
 Rule pages show the rule module's docstring (the maths and the citation, DESIGN section 4),
@@ -145,7 +145,7 @@ def rules_table() -> str:
 # ------------------------------------------------------------------------------ metrics table
 def metrics_table() -> str:
     """Every registered metric: name, dims, units, long name and definition."""
-    from biofa.metrics import METRICS
+    from biofa.measure.metrics import METRICS
 
     dims = {
         "run": "(rule, seed, ..., step)",

@@ -12,9 +12,9 @@ import xarray as xr
 from small_circuits import small_ei_cnn, two_hidden_mlp
 
 from biofa import Circuit, E, I, Train, Units, compile, conv, dense
-from biofa.metrics import METRICS, angle, frobenius_norm
-from biofa.ops import exact_gradients
-from biofa.shadow import shadow_backward, shadow_metrics
+from biofa.measure.metrics import METRICS, angle, frobenius_norm
+from biofa.measure.shadow import shadow_backward, shadow_metrics
+from biofa.nn.ops import exact_gradients
 from biofa.train import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")

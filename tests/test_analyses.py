@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 import biofa  # noqa: E402
-from biofa.run import main  # noqa: E402
+from biofa.cli.main import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("compare_rules", "alignment_dynamics", "sign_concordance")
@@ -42,7 +42,8 @@ def run_script(script: str, *args: str) -> None:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
     """``circuits/ei_cnn.py`` with a 2 x 2 sweep and a few steps, run by the command line
-    (``biofa.run.main``, in this process: a subprocess would spend its time importing torch)."""
+    (``biofa.cli.main.main``, in this process: a subprocess would spend its time importing
+    torch)."""
     tmp = tmp_path_factory.mktemp("sweep")
     source = (ROOT / "circuits" / "ei_cnn.py").read_text()
     sweep = f"\nsweep = grid(rule={RULES!r}, seed=range(2))\n"

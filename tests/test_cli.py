@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import biofa.rules
-from biofa.run import main
+from biofa.cli.main import main
 
 CIRCUIT = """
 from dataclasses import dataclass
 
-from biofa.sweep import grid
-from biofa.train_config import Train
+from biofa.cli.sweep import grid
+from biofa.train.config import Train
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from biofa import data as bd
+from biofa.data import memory as bd
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = textwrap.dedent(
     """
     import sys, torch
-    import biofa.train as T
+    import biofa.train.loop as T
     from biofa import Circuit, E, I, Train, conv, dense
 
     out, steps, batch, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
@@ -102,9 +102,9 @@ def test_two_ranks_equal_each_other_and_one_process_with_the_doubled_batch(tmp_p
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(sys, "argv", ["worker", str(tmp_path / "one"), "4", "32", "0"])
-    import biofa.train
+    import biofa.train.loop
 
-    monkeypatch.setattr(biofa.train, "compile", biofa.train.compile)  # restored afterwards
+    monkeypatch.setattr(biofa.train.loop, "compile", biofa.train.loop.compile)
     threads = torch.get_num_threads()
     try:
         exec(compile(WORKER, "worker", "exec"), {"__name__": "worker"})  # one process: this one

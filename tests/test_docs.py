@@ -14,8 +14,8 @@ import pytest
 
 import biofa
 from biofa import rules
-from biofa.metrics import METRICS
-from biofa.run import run
+from biofa.cli.main import run
+from biofa.measure.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_rst_to_md_converts_what_rule_docstrings_use():
     text = """Title line.
 
-    The error returns through ``B``, see :mod:`biofa.rules.usf` and :class:`~biofa.ops.Thing`:
+    The error returns through ``B``, see :mod:`biofa.rules.usf` and :class:`~biofa.nn.ops.Thing`:
 
     .. math:: \\delta_{in} = B^\\top \\delta_{out},
               \\qquad x = 1 .

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
-from biofa.shadow import shadow_metrics
+from biofa.measure.shadow import shadow_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -101,7 +101,7 @@ def test_data_resident_channels_last_bf16_and_compile(tmp_path, monkeypatch):
 
 
 def test_many_seeds_on_the_gpu_equal_separate_runs(tmp_path):
-    from biofa.multiseed import fit_seeds
+    from biofa.train.multiseed import fit_seeds
 
     train = Train(data="digits", batch_size=64, max_steps=8, record_every=4, device="cuda",
                   optimizer="sgd", lr=0.05)

@@ -1,6 +1,7 @@
-"""Sweep launchers (``biofa.launch``): local processes and SLURM through submitit's local executor.
+"""Sweep launchers (``biofa.cli.launch``): local processes and SLURM through submitit's local
+executor.
 
-Each point is an independent ``biofa.run`` process; the spec below fakes ``biofa.train.fit`` in
+Each point is an independent ``biofa.cli.main`` process; the spec below fakes ``biofa.train.fit`` in
 every child (it writes a small file, and fails for seed 1), so a failed point must be reported
 while the others finish.
 """
@@ -14,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from biofa.run import main
+from biofa.cli.main import main
 
 SPEC = textwrap.dedent(
     """
     import os, sys, types
     from pathlib import Path
     from dataclasses import dataclass
-    from biofa.sweep import grid
-    from biofa.train_config import Train
+    from biofa.cli.sweep import grid
+    from biofa.train.config import Train
 
 
     @dataclass

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from biofa import Circuit, E, I, Train, Units, compile, dense
-from biofa.compile import derive_seed
-from biofa.metrics import angle
+from biofa.measure.metrics import angle
+from biofa.nn.compiler import derive_seed
 from biofa.rules.weight_mirror import mirror_step
 from biofa.train import build_optimizers
 

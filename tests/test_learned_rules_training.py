@@ -130,7 +130,7 @@ def test_ekdaa_trains_through_signum_with_batch_norm(tmp_path):
 def test_resume_continues_bit_identically_with_mirror_phases_and_decay_schedule(
     tmp_path, monkeypatch, rule
 ):
-    from biofa import data as datasets
+    from biofa.data import memory as datasets
 
     c = mlp(rule, True)
     train = Train(
@@ -169,7 +169,7 @@ def test_resume_continues_bit_identically_with_mirror_phases_and_decay_schedule(
 
 def test_weight_decay_schedule_and_adamw():
     from biofa import compile
-    from biofa.train import _set_weight_decay, build_optimizers
+    from biofa.train.loop import _set_weight_decay, build_optimizers
 
     model = compile(mlp("kolen_pollack", False), input_shape=(1, 8, 8), num_classes=10)
     train = Train(

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from biofa import metrics
-from biofa.metrics import (
+from biofa.measure import metrics
+from biofa.measure.metrics import (
     METRICS,
     angle,
     error_angle,

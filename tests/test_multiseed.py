@@ -1,4 +1,5 @@
-"""Many seeds as one batched computation (``biofa.multiseed``) against separate ``fit`` runs."""
+"""Many seeds as one batched computation (``biofa.train.multiseed``) against separate ``fit``
+runs."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import xarray as xr
 from small_circuits import small_ei_cnn
 
 from biofa import Circuit, Train, compile
-from biofa.multiseed import fit_seeds, supported
-from biofa.ops import Conv2dOp, LinearOp
-from biofa.run import main
-from biofa.seed_batched import SeedBatchedConv, SeedBatchedLinear
+from biofa.cli.main import main
+from biofa.nn.ops import Conv2dOp, LinearOp
+from biofa.nn.seed_batched import SeedBatchedConv, SeedBatchedLinear
 from biofa.train import fit
+from biofa.train.multiseed import fit_seeds, supported
 
 
 def small(rule: str = "feedback_alignment", batch_norm: bool = True) -> Circuit:
@@ -80,7 +81,7 @@ def test_seed_batched_ops_are_k_separate_ops():
 
 
 def test_per_seed_modules_are_views_of_the_stacked_weights(tmp_path, monkeypatch):
-    import biofa.multiseed as ms
+    import biofa.train.multiseed as ms
 
     built = []
     original = ms.compile

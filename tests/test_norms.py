@@ -1,5 +1,5 @@
 """Moskovitz et al.'s normalisation controls against hand computations (fp64): the rule options
-norm="init"/"sn" and, in biofa.norms, held forward-weight norms ("Const.") and per-projection
+norm="init"/"sn" and, in biofa.nn.norms, held forward-weight norms ("Const.") and per-projection
 gradient normalisation."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
-from biofa.constraints import DaleSign
-from biofa.norms import FixedNorm, hold_weight_norms, normalize_gradients
+from biofa.nn.constraints import DaleSign
+from biofa.nn.norms import FixedNorm, hold_weight_norms, normalize_gradients
 
 
 def cnn(rule: str | None = None, **options) -> Circuit:

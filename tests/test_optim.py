@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from biofa import Circuit, E, I, Units, compile, dense
-from biofa.optim import BatchManhattan
+from biofa.train.optim import BatchManhattan
 
 
 def test_update_is_step_size_times_sign_of_the_gradient():

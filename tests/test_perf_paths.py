@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
-from biofa.ops import ProjectionFunction
+from biofa.nn.ops import ProjectionFunction
 from biofa.rules.backprop import Backprop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +162,7 @@ def image_folder(root: Path, n_train: int = 20, n_test: int = 6) -> Path:
 
 def test_streamed_batches_equal_resident_batches(tmp_path, monkeypatch):
     monkeypatch.setenv("BIOFA_CACHE", str(tmp_path / "cache"))
-    from biofa import data as datasets
+    from biofa.data import memory as datasets
 
     root = image_folder(tmp_path / "imgs")
     resident = datasets.load(str(root))

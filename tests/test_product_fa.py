@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from small_circuits import two_hidden_mlp
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
-from biofa.metrics import angle
-from biofa.probes import projection_metrics
+from biofa.measure.metrics import angle
+from biofa.measure.probes import projection_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -163,7 +163,7 @@ def test_pfa_options():
 
 
 def test_pfa_error_through_applies_b_then_r_only_when_cheaper():
-    from biofa.ops import LinearOp
+    from biofa.nn.ops import LinearOp
 
     group = compile(
         mlp(HIDDEN["units"], expansion=4), input_shape=(1, 4, 4), num_classes=3, seed=2

@@ -9,9 +9,9 @@ import pytest
 import torch
 import xarray as xr
 
-from biofa.metrics import METRICS
-from biofa.record import Recorder
-from biofa.runs import open_runs
+from biofa.measure.metrics import METRICS
+from biofa.measure.record import Recorder
+from biofa.measure.runs import open_runs
 
 PROJ = [("v1->v2", "v1", "v2", "conv2d"), ("v2->out", "v2", "out", "linear")]
 CONFIG = {"rule": "fa", "seed": 0, "lr": 0.01, "hidden": [64, 32], "data": "digits"}

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from small_circuits import two_hidden_mlp
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
-from biofa.metrics import sign_concordance
+from biofa.measure.metrics import sign_concordance
 from biofa.rules import brsf as brsf_module
 
 SIGN_RULES = ("usf", "brsf", "frsf")
@@ -430,8 +430,8 @@ def test_usf_learns_like_backprop_and_a_flipped_sign_control_does_not(tmp_path):
 
 
 def test_paper_sweeps_expand_into_valid_runs():
-    from biofa.spec import load_spec, run_points
-    from biofa.train_config import OPTIMIZERS, Train
+    from biofa.cli.spec import load_spec, run_points
+    from biofa.train.config import OPTIMIZERS, Train
 
     fields = Train.field_names()
     if "manhattan" not in OPTIMIZERS or not {"hold_weight_norms", "normalize_grads"} <= set(fields):

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import pytest
 
 import biofa.rules
-from biofa.run_names import coord_value, run_name
-from biofa.spec import (
+from biofa.cli.names import coord_value, run_name
+from biofa.cli.spec import (
     BadValue,
     convert,
     load_spec,
@@ -18,14 +18,14 @@ from biofa.spec import (
     resolve,
     run_points,
 )
-from biofa.sweep import Grid, grid
-from biofa.train_config import Train
+from biofa.cli.sweep import Grid, grid
+from biofa.train.config import Train
 
 FAKE_CIRCUIT = """
 from dataclasses import dataclass
 
-from biofa.sweep import grid
-from biofa.train_config import Train
+from biofa.cli.sweep import grid
+from biofa.train.config import Train
 
 
 @dataclass

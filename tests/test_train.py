@@ -11,7 +11,7 @@ import xarray as xr
 from small_circuits import small_ei_cnn
 
 from biofa import Circuit, Train
-from biofa import data as datasets
+from biofa.data import memory as datasets
 from biofa.train import Diverged, build_optimizers, fit, lr_factor
 
 
@@ -124,7 +124,7 @@ def test_lr_schedules_by_hand():
 
 
 def test_separate_feedback_optimizer_settings():
-    from biofa.compile import compile
+    from biofa.nn.compiler import compile
 
     class Learned(torch.nn.Module):
         pass

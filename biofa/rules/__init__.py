@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import import_module, metadata
 from typing import Any
 
-from ._base import DirectFeedbackRule, Feedback, FeedbackRule, LocalSignals
+from biofa.rules._base import DirectFeedbackRule, Feedback, FeedbackRule, LocalSignals
 
 __all__ = [
     "DirectFeedbackRule",

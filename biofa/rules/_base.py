@@ -15,7 +15,8 @@ scopes:
 
 Feedback tensors are ``nn.Parameter``s created by ``init_feedback``: learned ones
 (``requires_grad=True``) receive the rule's pseudo-gradient from ``feedback_grads`` through the
-autograd Function in :mod:`biofa.ops`, so every optimiser, AMP, checkpoints and DDP treat them like
+autograd Function in :mod:`biofa.nn.ops`, so every optimiser, AMP, checkpoints and DDP treat them
+like
 any parameter. Fixed ones never change.
 """
 
@@ -165,7 +166,7 @@ class FeedbackRule(_RuleBase):
         self, weight: Tensor, fb: dict[str, Tensor], start: int, stop: int
     ) -> dict[str, Tensor]:
         """Extra per-projection metrics (registered names, 0-d tensors) for the projection
-        whose columns of ``weight`` are ``start:stop`` (see :mod:`biofa.probes`)."""
+        whose columns of ``weight`` are ``start:stop`` (see :mod:`biofa.measure.probes`)."""
         return {}
 
 

@@ -27,7 +27,8 @@ recomputed from the current ``W`` in every backward pass (the sign follows ``W``
     feedback normalised to the forward weights' norm".
 
   ``kappa`` is defined **per projection** ``p``, not per batched group: a group concatenates several
-  projections into one area along ``W``'s input dimension (:class:`biofa.compile.ProjectionGroup`)
+  projections into one area along ``W``'s input dimension
+  (:class:`biofa.nn.compiler.ProjectionGroup`)
   and batching must not change the maths, so each projection's slice ``W[:, start:stop]`` is
   normalised on its own (``W_p`` means that slice; for a conv kernel all of its entries).
 
@@ -50,7 +51,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._base import Feedback, FeedbackContext, FeedbackRule
+from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule
 
 NORMS = ("none", "init", "sn")
 

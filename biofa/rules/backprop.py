@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import register
-from ._base import FeedbackRule
+from biofa.rules import register
+from biofa.rules._base import FeedbackRule
 
 
 @register

@@ -31,9 +31,9 @@ import math
 import torch
 from torch import Tensor
 
-from . import register
-from ._base import Feedback
-from ._sign_concordant import SignConcordantRule
+from biofa.rules import register
+from biofa.rules._base import Feedback
+from biofa.rules._sign_concordant import SignConcordantRule
 
 _M32 = 0xFFFFFFFF
 

@@ -47,8 +47,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import register
-from ._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals, fan_in, he_normal
+from biofa.rules import register
+from biofa.rules._base import (
+    Feedback,
+    FeedbackContext,
+    FeedbackRule,
+    LocalSignals,
+    fan_in,
+    he_normal,
+)
 
 
 @register
@@ -96,7 +103,7 @@ class DaleFeedback(FeedbackRule):
         if context is None:
             raise ValueError(
                 "rule 'dale_feedback' needs the upper area's populations: build the "
-                "network with biofa.compile, or give inhibitory=<fraction>"
+                "network with biofa.nn.compiler, or give inhibitory=<fraction>"
             )
         if len(context.out_signs) != rows or 0 in context.out_signs:
             pathways = ", ".join(f"{context.upper}->{lower}" for lower in context.lowers)

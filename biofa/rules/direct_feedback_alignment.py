@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from . import register
-from ._base import DirectFeedbackRule, Feedback, he_normal
+from biofa.rules import register
+from biofa.rules._base import DirectFeedbackRule, Feedback, he_normal
 
 
 @register

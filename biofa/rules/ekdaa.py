@@ -25,7 +25,7 @@ authors' release: ``beta = 0.9``, ``gamma = 0.1``.
 pseudo-gradient ``gamma * G`` with ``G`` the weight gradient). The target difference replaces the
 derivative of the lower area's nonlinearity: the rule overrides
 ``FeedbackRule.cross_nonlinearity``, which the compiler applies to every hidden area whose
-outgoing projections use ``ekdaa`` (through :class:`biofa.ops.CrossNonlinearity`): the error at
+outgoing projections use ``ekdaa`` (through :class:`biofa.nn.ops.CrossNonlinearity`): the error at
 the area's pre-activation is ``phi(h) - phi(h - beta d)`` instead of ``phi'(h) d``. For a smooth
 ``phi`` and small ``beta d`` this is ``beta phi'(h) d`` (feedback alignment with a learned
 kernel); for ``phi = sign`` (area ``nonlinearity="sign"``) it is ``+-2`` exactly where the
@@ -73,8 +73,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import register
-from ._base import Feedback, FeedbackRule, LocalSignals, he_normal_like
+from biofa.rules import register
+from biofa.rules._base import Feedback, FeedbackRule, LocalSignals, he_normal_like
 
 
 @register

@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from . import register
-from ._base import Feedback, FeedbackRule, he_normal_like
+from biofa.rules import register
+from biofa.rules._base import Feedback, FeedbackRule, he_normal_like
 
 
 @register

@@ -58,8 +58,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import register
-from ._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals, he_normal_like
+from biofa.rules import register
+from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals, he_normal_like
 
 
 def column_signs(weight: Tensor, context: FeedbackContext | None) -> Tensor | None:

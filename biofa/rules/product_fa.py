@@ -96,9 +96,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import metrics
-from . import register
-from ._base import Feedback, FeedbackRule, LocalSignals, fan_in
+from biofa.measure import metrics
+from biofa.rules import register
+from biofa.rules._base import Feedback, FeedbackRule, LocalSignals, fan_in
 
 metrics.register_metric(
     "pfa_b_norm",

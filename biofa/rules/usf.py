@@ -28,7 +28,7 @@ nothing at all through a softmax/cross-entropy readout, whose error sums to zero
 Use random magnitudes (``frsf``, ``brsf``) or ``Units`` areas for sign-concordant feedback in E/I
 circuits.
 
-Without batch normalisation or Batch Manhattan (:class:`biofa.optim.BatchManhattan`) uSF with
+Without batch normalisation or Batch Manhattan (:class:`biofa.train.optim.BatchManhattan`) uSF with
 ``norm="none"`` blows the error up by ``1/rms(W)`` per layer; Liao et al. found those two
 "indispensable", Moskovitz et al. propose the norms above.
 
@@ -39,8 +39,8 @@ backpropagation?*, AAAI (arXiv:1510.05067). Moskovitz, T. H., Litwin-Kumar, A. &
 
 from __future__ import annotations
 
-from . import register
-from ._sign_concordant import SignConcordantRule
+from biofa.rules import register
+from biofa.rules._sign_concordant import SignConcordantRule
 
 
 @register

@@ -16,8 +16,8 @@ backpropagation?*, AAAI (arXiv:1510.05067).
 
 from __future__ import annotations
 
-from . import register
-from ._sign_concordant import SignConcordantRule
+from biofa.rules import register
+from biofa.rules._sign_concordant import SignConcordantRule
 
 
 @register

@@ -58,8 +58,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import register
-from ._base import Feedback, FeedbackRule, fan_in, he_normal
+from biofa.rules import register
+from biofa.rules._base import Feedback, FeedbackRule, fan_in, he_normal
 
 
 def mirror_step(

@@ -17,15 +17,21 @@ Brian2 is imported only when a function needs it; without it they raise ``Import
 objects), ``targets`` (code generation), ``spikes``, ``dataset``, ``validate``.
 """
 
-from ._brian import INSTALL_HINT, require_brian2
-from .calibrate import Calibration
-from .dataset import write as write_netcdf
-from .network import SpikingNetwork
-from .neurons import NEURON_MODELS, READOUT_MODEL, NeuronModel, neuron_model, register_neuron_model
-from .plan import Plan
-from .support import check_supported
-from .translate import plan_for, to_brian2
-from .validate import validate
+from biofa.spiking._brian import INSTALL_HINT, require_brian2
+from biofa.spiking.calibrate import Calibration
+from biofa.spiking.dataset import write as write_netcdf
+from biofa.spiking.network import SpikingNetwork
+from biofa.spiking.neurons import (
+    NEURON_MODELS,
+    READOUT_MODEL,
+    NeuronModel,
+    neuron_model,
+    register_neuron_model,
+)
+from biofa.spiking.plan import Plan
+from biofa.spiking.support import check_supported
+from biofa.spiking.translate import plan_for, to_brian2
+from biofa.spiking.validate import validate
 
 __all__ = [
     "Calibration",

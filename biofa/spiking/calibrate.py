@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .neurons import NeuronModel
+from biofa.spiking.neurons import NeuronModel
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def measure_rate(
     The rate is the inverse of the mean inter-spike interval (steady state, numpy target), or the
     spike count over ``duration`` for neurons firing fewer than two spikes.
     """
-    from ._brian import require_brian2, to_brian
+    from biofa.spiking._brian import require_brian2, to_brian
 
     b2 = require_brian2()
     drives = np.asarray(drives, dtype=np.float64)

@@ -144,6 +144,6 @@ def build(
 
 def write(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` atomically to ``path`` (netCDF4, zlib level 4): temporary file, then rename."""
-    from ..record import write_netcdf
+    from biofa.measure.record import write_netcdf
 
     return write_netcdf(ds, path)

@@ -23,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..compile import CompiledCircuit
-from .calibrate import fit
-from .plan import Connection, Plan, Population
-from .rates import RateTrace
+from biofa.nn.compiler import CompiledCircuit
+from biofa.spiking.calibrate import fit
+from biofa.spiking.plan import Connection, Plan, Population
+from biofa.spiking.rates import RateTrace
 
 
 def feedback_matrices(plan: Plan, model: CompiledCircuit) -> list[tuple[str, str, np.ndarray, str]]:

@@ -29,11 +29,11 @@ from itertools import count
 
 import numpy as np
 
-from ._brian import require_brian2
-from .objects import Timing, group, layout, object_name, synapses
-from .plan import Plan
-from .spikes import SpikeRecord, merge, split
-from .targets import activate, build_directory, build_standalone, release, resolve
+from biofa.spiking._brian import require_brian2
+from biofa.spiking.objects import Timing, group, layout, object_name, synapses
+from biofa.spiking.plan import Plan
+from biofa.spiking.spikes import SpikeRecord, merge, split
+from biofa.spiking.targets import activate, build_directory, build_standalone, release, resolve
 
 log = logging.getLogger(__name__)
 _instances = count()

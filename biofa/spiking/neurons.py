@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._brian import si
+from biofa.spiking._brian import si
 
 RateFunction = Callable[[np.ndarray, dict[str, float]], np.ndarray]
 

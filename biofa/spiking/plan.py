@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..compile import CompiledCircuit
-from .calibrate import Calibration, fit, rate_function
-from .neurons import READOUT_MODEL, NeuronModel
-from .rates import RateTrace
-from .support import check_supported
+from biofa.nn.compiler import CompiledCircuit
+from biofa.spiking.calibrate import Calibration, fit, rate_function
+from biofa.spiking.neurons import READOUT_MODEL, NeuronModel
+from biofa.spiking.rates import RateTrace
+from biofa.spiking.support import check_supported
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,7 +230,7 @@ def build_plan(
         forward=forward,
     )
     if feedback:
-        from .feedback import add_feedback
+        from biofa.spiking.feedback import add_feedback
 
         add_feedback(
             plan, model, error_trace or trace, rate, max_rate, percentile, error_synapses

@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from ..compile import CompiledCircuit
-from ..projections import Dense
-from ..rules import FeedbackRule
+from biofa.circuit.projections import Dense
+from biofa.nn.compiler import CompiledCircuit
+from biofa.rules import FeedbackRule
 
 SUPPORTED = (
     "supported: dense circuits (dense() projections, dense(flatten=True) from the input) of "

@@ -25,7 +25,7 @@ import sysconfig
 from functools import cache
 from pathlib import Path
 
-from ._brian import require_brian2
+from biofa.spiking._brian import require_brian2
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..circuit import Circuit
-from ..compile import CompiledCircuit
-from ..data import DataSet
-from ..data import load as load_data
-from .network import SpikingNetwork
-from .neurons import NeuronModel, neuron_model
-from .plan import Plan, build_plan, normalization_of
-from .rates import probe
+from biofa.circuit import Circuit
+from biofa.data import DataSet
+from biofa.data import load as load_data
+from biofa.nn.compiler import CompiledCircuit
+from biofa.spiking.network import SpikingNetwork
+from biofa.spiking.neurons import NeuronModel, neuron_model
+from biofa.spiking.plan import Plan, build_plan, normalization_of
+from biofa.spiking.rates import probe
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def to_brian2(
     Parameters
     ----------
     model
-        A trained :class:`~biofa.compile.CompiledCircuit`, or a :class:`~biofa.circuit.Circuit`
+        A trained :class:`~biofa.nn.compiler.CompiledCircuit`, or a :class:`~biofa.circuit.Circuit`
         (compiled here with ``input_shape``, ``num_classes`` and ``seed``: untrained weights).
     data
         The data set the model was trained on (or its name): its normalisation is folded into
@@ -85,7 +85,7 @@ def to_brian2(
     ImportError
         Without Brian2 (``pip install biofa[spiking]``).
     """
-    from ._brian import require_brian2
+    from biofa.spiking._brian import require_brian2
 
     require_brian2()
     plan = plan_for(

@@ -25,16 +25,16 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import __version__
-from ..circuit import Circuit
-from ..compile import CompiledCircuit
-from ..data import DataSet
-from ..data import load as load_data
-from . import dataset
-from .network import SpikingNetwork
-from .rates import RateTrace, probe
-from .spikes import SpikeRecord
-from .translate import compiled, error_targets, intensities, to_brian2
+from biofa._version import __version__
+from biofa.circuit import Circuit
+from biofa.data import DataSet
+from biofa.data import load as load_data
+from biofa.nn.compiler import CompiledCircuit
+from biofa.spiking import dataset
+from biofa.spiking.network import SpikingNetwork
+from biofa.spiking.rates import RateTrace, probe
+from biofa.spiking.spikes import SpikeRecord
+from biofa.spiking.translate import compiled, error_targets, intensities, to_brian2
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
 r"""Shadow backward passes: what a rule delivers vs what backprop would deliver, at record steps.
 
 At a record step the trainer calls :func:`shadow_metrics` with the step's batch. It runs one extra
-forward pass of the *current* weights (after the step's update: the weights :mod:`biofa.probes`
+forward pass of the *current* weights (after the step's update: the weights
+:mod:`biofa.measure.probes`
 also measures) and differentiates its loss twice with :func:`torch.autograd.grad`:
 
 1. with the rules as compiled (what training does), and
-2. exactly, under :class:`biofa.ops.exact_gradients`: every projection sends the error back
+2. exactly, under :class:`biofa.nn.ops.exact_gradients`: every projection sends the error back
    through ``W`` itself and direct pathways pass the true error through -- backprop's gradient of
    the same loss, for the same batch, weights and batch-norm statistics.
 
@@ -54,9 +55,9 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from . import metrics
-from .compile import CompiledCircuit
-from .ops import exact_gradients
+from biofa.measure import metrics
+from biofa.nn.compiler import CompiledCircuit
+from biofa.nn.ops import exact_gradients
 
 __all__ = ["Gradients", "frozen_batch_norm", "shadow_backward", "shadow_metrics"]
 
@@ -106,7 +107,7 @@ def shadow_backward(
     loss_scale: float = 1.0,
 ) -> tuple[Gradients, Gradients]:
     """One forward of ``model`` on ``(x, y)`` and two ``autograd.grad`` backwards of its loss:
-    with the rules, then exactly (:class:`biofa.ops.exact_gradients`). Touches no state.
+    with the rules, then exactly (:class:`biofa.nn.ops.exact_gradients`). Touches no state.
 
     Returns
     -------

@@ -19,7 +19,7 @@ last line) and the others run to the end. The command line picks the launcher::
   submitit's local executor -- how the tests exercise it without a cluster.
 
 Many seeds of one configuration can instead share one process (``--batch-seeds``,
-:mod:`biofa.multiseed`); that runs in the calling process and does not combine with a launcher
+:mod:`biofa.train.multiseed`); that runs in the calling process and does not combine with a launcher
 yet (each group of seeds as one job would be the natural next step).
 """
 
@@ -135,7 +135,7 @@ def run_point(argv: list[str]) -> str:
 
     Returns the path of the file written. Top-level so that submitit can pickle it by reference.
     """
-    from biofa.run import main
+    from biofa.cli.main import main
 
     code = main(list(argv))
     if code != 0:

@@ -2,12 +2,12 @@ r"""Seed-batched execution: ``K`` copies of one compiled circuit run as one comp
 
 :func:`stack` stacks the copies' parameters and buffers along a new leading (seed) dimension and
 makes each copy's own tensors views into the stacks. Under ``torch.func.vmap`` over that
-dimension, :class:`biofa.ops.ProjectionFunction` calls :func:`batched_projection` (its vmap
+dimension, :class:`biofa.nn.ops.ProjectionFunction` calls :func:`batched_projection` (its vmap
 rule), which runs ONE seed-batched op per projection -- a batched matrix product
 (:class:`SeedBatchedLinear`) or a grouped convolution with ``groups=K``
 (:class:`SeedBatchedConv`) -- with the feedback rule's own functions vmapped per seed
 (:class:`PerSeed`). Seed ``k``'s numbers are those of its own unbatched circuit up to float
-rounding. Used by :func:`biofa.multiseed.fit_seeds`.
+rounding. Used by :func:`biofa.train.multiseed.fit_seeds`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap
 
-from .compile import CompiledCircuit
-from .ops import Conv2dOp, LinearOp, ProjectionFunction
-from .rules._base import FeedbackRule, LocalSignals
+from biofa.nn.compiler import CompiledCircuit
+from biofa.nn.ops import Conv2dOp, LinearOp, ProjectionFunction
+from biofa.rules._base import FeedbackRule, LocalSignals
 
 __all__ = [
     "PerSeed",
@@ -132,7 +132,7 @@ class PerSeed(FeedbackRule):
 
 
 def batched_projection(info, in_dims, x, weight, bias, op, rule, send_error, names, *fb):
-    """The ``vmap`` rule of :class:`biofa.ops.ProjectionFunction`: every tensor with its seed
+    """The ``vmap`` rule of :class:`biofa.nn.ops.ProjectionFunction`: every tensor with its seed
     dimension first, then ONE application with a seed-batched op and the rule vmapped per seed."""
     k = info.batch_size
 
@@ -148,7 +148,7 @@ def batched_projection(info, in_dims, x, weight, bias, op, rule, send_error, nam
     elif isinstance(op, Conv2dOp):
         batched = SeedBatchedConv(op)
     else:
-        raise TypeError(f"biofa.seed_batched: no seed-batched form of op {op!r}")
+        raise TypeError(f"biofa.nn.seed_batched: no seed-batched form of op {op!r}")
     y = ProjectionFunction.apply(x, weight, bias, batched, PerSeed(rule, op), send_error, names,
                                  *fb)
     return y, 0

@@ -2,7 +2,7 @@ r"""Training-side normalisation controls of Moskovitz, Litwin-Kumar & Abbott (20
 
 The feedback-side controls ("Init.", "SN") are options of the sign-concordant rules
 (``feedback(..., rule="usf", norm="init" | "sn")``, see :mod:`biofa.rules._sign_concordant`).
-The two here act on the forward pathway of a whole :class:`~biofa.compile.CompiledCircuit`:
+The two here act on the forward pathway of a whole :class:`~biofa.nn.compiler.CompiledCircuit`:
 
 * :func:`hold_weight_norms` -- "Const.": every projection's forward weight keeps the Frobenius norm
   it has when this is called (right after compiling: its initial norm),
@@ -25,7 +25,7 @@ The two here act on the forward pathway of a whole :class:`~biofa.compile.Compil
   implements the first reading, this function the second.)
 
 ``p`` is each *projection*, not each batched group: a group concatenates projections into one
-area along the weight's input dimension (:class:`~biofa.compile.ProjectionGroup`), and batching
+area along the weight's input dimension (:class:`~biofa.nn.compiler.ProjectionGroup`), and batching
 must not change the maths, so norms are taken over each projection's slice ``W[:, start:stop]``.
 
 Moskovitz, T. H., Litwin-Kumar, A. & Abbott, L. F. (2018), *Feedback alignment in deep
@@ -86,9 +86,10 @@ class FixedNorm(nn.Module):
 def hold_weight_norms(model: nn.Module) -> None:
     """Hold every projection's forward-weight norm at its present value ("Const.").
 
-    Call it once, right after :func:`biofa.compile.compile` (before building optimisers and before
+    Call it once, right after :func:`biofa.nn.compiler.compile` (before building optimisers and
+    before
     loading a checkpoint, whose state then includes the targets). Composes with the Dale
-    parametrization of :mod:`biofa.constraints` (appended after it). Raises ``ValueError`` if
+    parametrization of :mod:`biofa.nn.constraints` (appended after it). Raises ``ValueError`` if
     called twice on the same model.
     """
     for name, group in model.groups.items():

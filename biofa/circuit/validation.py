@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .circuit import Circuit
-from .projections import Conv, Dense, Identity
+from biofa.circuit import Circuit
+from biofa.circuit.projections import Conv, Dense, Identity
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _spatial_kinds(circuit: Circuit, order: list[str]) -> dict[str, bool]:
 
 
 def _check_pathways(circuit: Circuit) -> None:
-    from .rules import get as get_rule
+    from biofa.rules import get as get_rule
 
     readout = circuit.readout_area.name
     for pw in circuit.resolved_pathways():

@@ -11,7 +11,8 @@ Schema of the file (DESIGN section 6)::
     attrs   Conventions, title, source, biofa_version, created, status, + the ones passed in
 
 Only metrics that were recorded at least once become variables; each carries ``long_name`` and
-``units`` from :data:`biofa.metrics.METRICS`. Writes are atomic (temporary file in the target
+``units`` from :data:`biofa.measure.metrics.METRICS`. Writes are atomic (temporary file in the
+target
 directory, then :func:`os.replace`) and compressed (zlib level 4).
 """
 
@@ -31,13 +32,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from biofa import __version__
-from biofa.metrics import METRICS, RESERVED_NAMES
+from biofa._version import __version__
+from biofa.measure.metrics import METRICS, RESERVED_NAMES
 
 if TYPE_CHECKING:
     from biofa.circuit import Circuit
-    from biofa.compile import CompiledCircuit
-    from biofa.train_config import Train
+    from biofa.nn.compiler import CompiledCircuit
+    from biofa.train.config import Train
 
 __all__ = ["Recorder", "run_recorder", "write_netcdf"]
 

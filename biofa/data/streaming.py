@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import imagefolder
+from biofa.data import imagefolder
 
 __all__ = ["StreamingDataSet", "open_stream"]
 
@@ -113,7 +113,7 @@ class StreamingDataSet:
         return dataclasses.replace(self, device=torch.device(device))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        from .data import DataSet
+        from biofa.data.memory import DataSet
 
         return DataSet.normalize(self, x)  # the same affine map, cached per device
 
@@ -129,7 +129,7 @@ class StreamingDataSet:
     def train_batches(self, batch_size: int, *, seed: int, epoch: int, augment: bool,
                       start_batch: int, drop_last: bool):
         """Batches of one epoch: the permutation and draws of :func:`biofa.data.train_batches`."""
-        from . import data as datasets
+        from biofa.data import memory as datasets
 
         n = len(self.train_y)
         g = datasets._epoch_generator(seed, epoch)
@@ -173,7 +173,7 @@ def open_stream(path: str | Path, *, workers: int | None = None,
     images = _Images(reader, train_files, found["mode"])
     step = max(1, len(train_files) // stats_images)
     sample = torch.stack([images[i] for i in range(0, len(train_files), step)][:stats_images])
-    from .data import _channel_stats
+    from biofa.data.memory import _channel_stats
 
     mean, std = _channel_stats(sample)
     if workers is None:

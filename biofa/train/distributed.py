@@ -118,7 +118,8 @@ def all_reduce(t: Tensor, op: str = "sum") -> Tensor:
 
 
 class NullRecorder:
-    """Stands in for the :class:`~biofa.record.Recorder` on ranks other than 0: records nothing,
+    """Stands in for the :class:`~biofa.measure.record.Recorder` on ranks other than 0: records
+    nothing,
     writes nothing (``write`` returns the path rank 0 writes)."""
 
     def __init__(self, recorder=None) -> None:

@@ -1,7 +1,7 @@
 """Sweeps: the set of runs a spec file's ``sweep = grid(...)`` declares.
 
 A sweep is an ordered list of points; each point is a ``dict`` of keys (``circuit()`` keywords or
-:class:`~biofa.train_config.Train` fields, checked by :mod:`biofa.spec`) to values.
+:class:`~biofa.train.config.Train` fields, checked by :mod:`biofa.cli.spec`) to values.
 :func:`grid` builds the Cartesian product of its axes; ``+`` concatenates grids for sweeps that
 are not full products::
 

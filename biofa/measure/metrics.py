@@ -2,7 +2,7 @@ r"""Alignment metrics as pure tensor functions, and the registry of recordable m
 
 Every function takes tensors and returns a 0-d tensor on the input's device: nothing here reads a
 value back to the host, so a trainer can compute metrics inside its step and move them all to the
-CPU at once (:class:`biofa.record.Recorder` does that with one transfer per device).
+CPU at once (:class:`biofa.measure.record.Recorder` does that with one transfer per device).
 
 Reductions run in float64 for accuracy, except on devices without float64 support (Apple ``mps``),
 where they run in float32.
@@ -181,7 +181,8 @@ def error_angle(delivered: Tensor, reference: Tensor) -> Tensor:
     r"""Angle (degrees) between the error a rule delivers to a layer, :math:`\delta_\text{rule}`,
     and the error backprop delivers for the same batch and weights, :math:`\delta_\text{bp}`:
     :math:`\theta(\delta_\text{rule}, \delta_\text{bp})` over all batch entries at once.
-    Recorded per projection for the error at the output of its source area (:mod:`biofa.shadow`).
+    Recorded per projection for the error at the output of its source area
+    (:mod:`biofa.measure.shadow`).
     """
     return angle(delivered, reference)
 
@@ -242,7 +243,7 @@ def feedback_norm(feedback: Tensor) -> Tensor:
 @metric(long_name="Frobenius norm of feedback update", units="1", per="projection")
 def feedback_update_norm(update: Tensor) -> Tensor:
     r""":math:`\lVert g_B\rVert_F` of the pseudo-gradient a rule gives its learned feedback tensors
-    for the batch: the update direction before the learning rate (:mod:`biofa.shadow`)."""
+    for the batch: the update direction before the learning rate (:mod:`biofa.measure.shadow`)."""
     return frobenius_norm(update)
 
 

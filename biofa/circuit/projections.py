@@ -1,6 +1,7 @@
 """Projection kinds: how one area drives another (``conv``, ``dense``, ``identity``).
 
-These are declarations only; :mod:`biofa.compile` turns them into batched tensor ops. A projection
+These are declarations only; :mod:`biofa.nn.compiler` turns them into batched tensor ops. A
+projection
 kind is part of the *op signature* that decides which projections into one area are concatenated
 into a single conv/linear call.
 """

@@ -1,4 +1,4 @@
-"""Typed conversion of ``--set`` strings and sweep values (used by :mod:`biofa.spec`).
+"""Typed conversion of ``--set`` strings and sweep values (used by :mod:`biofa.cli.spec`).
 
 :func:`convert` turns ``"1e-3"`` into a float, ``"100,150"`` into ``tuple[int, ...]`` and so on,
 following a parameter's annotation or its default value's type.

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .rules._base import LocalSignals, overrides
-from .rules.backprop import Backprop
+from biofa.rules._base import LocalSignals, overrides
+from biofa.rules.backprop import Backprop
 
 
 class exact_gradients:  # noqa: N801 - used as a context manager, like torch.no_grad
@@ -43,7 +43,7 @@ class exact_gradients:  # noqa: N801 - used as a context manager, like torch.no_
     :class:`ProjectionFunction` sends the error back through ``W`` itself (and from every
     projection, even one reading an area a direct rule feeds), computes no feedback
     pseudo-gradients, and :class:`DeliverDirectError` passes the true error through. A graph built
-    once can so be differentiated twice, with the rules and exactly (:mod:`biofa.shadow`).
+    once can so be differentiated twice, with the rules and exactly (:mod:`biofa.measure.shadow`).
     Process-wide (backward may run on autograd's device threads), not re-entrant across threads.
     """
 
@@ -133,7 +133,7 @@ class ProjectionFunction(torch.autograd.Function):
     Under ``torch.func.vmap`` over stacked weights (many seeds as one batched computation) its
     ``vmap`` rule applies it once to the stacked tensors with a seed-batched op (a batched matrix
     product, a grouped convolution) and the rule's functions vmapped over the seeds
-    (:func:`biofa.seed_batched.batched_projection`), so the backward is one kernel per projection
+    (:func:`biofa.nn.seed_batched.batched_projection`), so the backward is one kernel per projection
     too.
     """
 
@@ -158,7 +158,7 @@ class ProjectionFunction(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, x, weight, bias, op, rule, send_error, names, *fb):
-        from .seed_batched import batched_projection  # lazily: only under torch.func.vmap
+        from biofa.nn.seed_batched import batched_projection  # lazily: only under torch.func.vmap
 
         return batched_projection(info, in_dims, x, weight, bias, op, rule, send_error, names, *fb)
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import imagefolder
+from biofa.data import imagefolder
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ def load(data: str, *, root: str = "", stream: bool = False) -> DataSet:
         Folder of the torchvision data sets; default ``$BIOFA_DATA`` or ``~/.cache/biofa/data``.
     stream
         For an ImageFolder path: index it and read batches from disk through DataLoader workers
-        instead of decoding it into memory (:mod:`biofa.streaming`; for sets too large for RAM).
+        instead of decoding it into memory (:mod:`biofa.data.streaming`; for sets too large for
+        RAM).
 
     Raises
     ------
@@ -139,7 +140,7 @@ def load(data: str, *, root: str = "", stream: bool = False) -> DataSet:
         if data in NAMES or not Path(data).expanduser().exists():
             raise ValueError(f"stream=True reads an ImageFolder directory or .zip, not "
                              f"data={data!r}; in-memory sets need no streaming")
-        from .streaming import open_stream
+        from biofa.data.streaming import open_stream
 
         return open_stream(data)  # type: ignore[return-value]
     if data == "digits":
@@ -299,7 +300,7 @@ def train_batches(
         raise ValueError(
             f"need batch_size > 0 and start_batch >= 0, got {batch_size}, {start_batch}"
         )
-    if getattr(data, "streaming", False):  # read from disk by workers (biofa.streaming)
+    if getattr(data, "streaming", False):  # read from disk by workers (biofa.data.streaming)
         yield from data.train_batches(batch_size, seed=seed, epoch=epoch, augment=augment,
                                       start_batch=start_batch, drop_last=drop_last)
         return

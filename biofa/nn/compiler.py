@@ -4,7 +4,7 @@ Batching: projections into one area that share an op signature (op kind, kernel,
 a feedback rule with its options, and whether they send an error back, form ONE
 :class:`ProjectionGroup` whose weight is the in-channel concatenation of theirs. Populations are
 channel ranges of their area, so a projection between E/I areas is one weight too, with a
-per-input-channel sign (:mod:`biofa.constraints`). A deep E/I CNN therefore launches the kernels
+per-input-channel sign (:mod:`biofa.nn.constraints`). A deep E/I CNN therefore launches the kernels
 of a plain CNN of the same size.
 
 Determinism: every tensor is drawn from a generator seeded by ``(seed, purpose, name)`` --
@@ -23,10 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import rules as rule_registry
-from .circuit import Area, Circuit, Projection
-from .constraints import balanced_init, constrain_signs, input_signs
-from .ops import (
+from biofa import rules as rule_registry
+from biofa.circuit import Area, Circuit, Projection
+from biofa.circuit.projections import Conv, Dense, Identity
+from biofa.circuit.validation import AreaShape, infer_shapes
+from biofa.nn.constraints import balanced_init, constrain_signs, input_signs
+from biofa.nn.ops import (
     CaptureOutputError,
     Conv2dOp,
     CrossNonlinearity,
@@ -35,9 +37,7 @@ from .ops import (
     LinearOp,
     project,
 )
-from .projections import Conv, Dense, Identity
-from .rules._base import FeedbackContext, FeedbackRule, he_normal, init_feedback, overrides
-from .validation import AreaShape, infer_shapes
+from biofa.rules._base import FeedbackContext, FeedbackRule, he_normal, init_feedback, overrides
 
 # "sign": torch.sign, whose derivative is 0 almost everywhere (autograd returns zeros), so only
 # rules that cross it without a derivative (``FeedbackRule.cross_nonlinearity``, e.g. EKDAA) train
@@ -378,7 +378,7 @@ def compile(
     :func:`biofa.spiking.to_brian2`, e.g. ``data=`` for calibration images).
     """
     if backend == "brian2":
-        from .spiking import to_brian2
+        from biofa.spiking import to_brian2
 
         return to_brian2(
             circuit, input_shape=input_shape, num_classes=num_classes, seed=seed, **spiking

@@ -8,7 +8,8 @@ area the class scores.
 
 *Feedback pathways* are declared separately, each with its own rule: ``feedback(upper, lower,
 rule=...)`` says how the error of ``upper`` reaches ``lower``. A projection without a pathway
-learns by backprop. Nothing here touches torch; :func:`biofa.compile.compile` builds the network.
+learns by backprop. Nothing here touches torch; :func:`biofa.nn.compiler.compile` builds the
+network.
 
 Example
 -------
@@ -28,11 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .populations import Population, Units
-from .projections import Conv, Dense, Identity, ProjectionKind
+from biofa.circuit.populations import Population, Units
+from biofa.circuit.projections import Conv, Dense, Identity, ProjectionKind
 
 # "sign" (signum) is not differentiable: only rules that never use its derivative (EKDAA) train
-# through it; see biofa.compile.ACTIVATIONS.
+# through it; see biofa.nn.compiler.ACTIVATIONS.
 NONLINEARITIES = ("relu", "tanh", "sigmoid", "sign", "identity")
 POOLS = ("max", "avg", "global_avg")
 
@@ -204,7 +205,7 @@ class Circuit:
 
     def resolved_pathways(self) -> list[FeedbackPathway]:
         """The declared pathways plus those implied by :meth:`feedback_everywhere`."""
-        from .rules import get as get_rule
+        from biofa.rules import get as get_rule
 
         pathways = list(self.pathways)
         if self._everywhere is None:
@@ -251,7 +252,7 @@ class Circuit:
 
     def validate(self) -> None:
         """Check the declarations; raises ``ValueError`` naming the offending area/projection."""
-        from .validation import validate_circuit
+        from biofa.circuit.validation import validate_circuit
 
         validate_circuit(self)
 

@@ -2,12 +2,13 @@
 
 :func:`fit` is one run: the circuit compiled on the data's shape, forward weights (and learned
 feedback tensors, with their own optimiser settings when given) trained by cross-entropy, metrics
-recorded every ``record_every`` steps into a :class:`~biofa.record.Recorder`, written as one
+recorded every ``record_every`` steps into a :class:`~biofa.measure.record.Recorder`, written as one
 netCDF file. Between record steps nothing waits for the device: running sums stay on it and the
 NaN guard is a device-side "first bad step" (on a CPU the loss is checked every step).
 
 Determinism: the seed derives every generator (weights and feedback by name in
-:mod:`biofa.compile`, data order and augmentation by ``(seed, epoch, batch)`` in :mod:`biofa.data`),
+:mod:`biofa.nn.compiler`, data order and augmentation by ``(seed, epoch, batch)`` in
+:mod:`biofa.data`),
 so CPU runs are bit-reproducible and a resumed run continues the same trajectory.
 """
 
@@ -26,16 +27,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import data as datasets
-from . import distributed
-from .circuit import Circuit
-from .compile import CompiledCircuit, compile, derive_seed
-from .norms import hold_weight_norms, normalize_gradients
-from .optim import BatchManhattan
-from .probes import projection_metrics
-from .record import Recorder, run_recorder
-from .shadow import shadow_metrics
-from .train_config import Train
+from biofa.circuit import Circuit
+from biofa.data import memory as datasets
+from biofa.measure.probes import projection_metrics
+from biofa.measure.record import Recorder, run_recorder
+from biofa.measure.shadow import shadow_metrics
+from biofa.nn.compiler import CompiledCircuit, compile, derive_seed
+from biofa.nn.norms import hold_weight_norms, normalize_gradients
+from biofa.train import distributed
+from biofa.train.config import Train
+from biofa.train.optim import BatchManhattan
 
 __all__ = ["Diverged", "Train", "fit", "build_optimizers", "resolve_device"]
 
@@ -176,7 +177,7 @@ def fit(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     device = resolve_device(train.device)
-    ddp = distributed.setup(device)  # under torchrun with WORLD_SIZE > 1 (biofa.distributed)
+    ddp = distributed.setup(device)  # under torchrun with WORLD_SIZE > 1 (biofa.train.distributed)
     if ddp is not None:
         device = ddp.device
     main = distributed.is_main(ddp)  # rank 0 records, evaluates, writes, logs

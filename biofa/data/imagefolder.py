@@ -85,7 +85,7 @@ def layout(where: str, names: list[str], read: Callable[[str], bytes]) -> dict:
 
     Returns ``{"classes": [...], "mode": "L" | "RGB", "train": (files, labels), "test": (...)}``
     with files in torchvision's order (also used to stream a set too large for memory,
-    :mod:`biofa.streaming`).
+    :mod:`biofa.data.streaming`).
     """
     split_at = {}  # prefix -> its depth; the shallowest prefix holding train/ wins
     for n in names:

@@ -1,8 +1,11 @@
 """Per-projection alignment probes of a compiled circuit, for the Recorder.
 
-Each weighted projection is a slice of its group's batched weight (:class:`~biofa.compile.Slice`);
-the probes compare that slice of ``W`` with the same slice of the rule's effective feedback using
-the pure functions of :mod:`biofa.metrics`. Everything stays on the device (0-d tensors); the
+Each weighted projection is a slice of its group's batched weight
+(:class:`~biofa.nn.compiler.Slice`);
+the probes compare that slice of ``W`` with the same slice of the rule's effective feedback
+using
+the pure functions of :mod:`biofa.measure.metrics`. Everything stays on the device (0-d tensors);
+the
 Recorder moves it to the host once per record step. Projections that send no error (out of the
 input area, or out of an area a direct rule feeds) and direct rules, whose feedback has no ``W``
 shape, have no feedback metrics (NaN in the output).
@@ -13,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import metrics
-from .compile import CompiledCircuit
-from .rules._base import overrides
+from biofa.measure import metrics
+from biofa.nn.compiler import CompiledCircuit
+from biofa.rules._base import overrides
 
 
 def projection_metrics(model: CompiledCircuit) -> dict[str, dict[str, Tensor]]:

@@ -1,4 +1,5 @@
-"""Read run files written by :class:`biofa.record.Recorder` back as one :class:`xarray.Dataset`.
+"""Read run files written by :class:`biofa.measure.record.Recorder` back as one
+:class:`xarray.Dataset`.
 
 Each run file has length-1 dimensions for ``rule``, ``seed`` and every swept key, so combining a
 sweep is an outer join on those coordinates::

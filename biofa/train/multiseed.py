@@ -1,6 +1,6 @@
 r"""Many seeds of one small circuit in one process, as one batched computation.
 
-:func:`fit_seeds` trains ``K`` seeds of the same circuit and :class:`~biofa.train_config.Train`
+:func:`fit_seeds` trains ``K`` seeds of the same circuit and :class:`~biofa.train.config.Train`
 together: the ``K`` compiled circuits' parameters and buffers are stacked along a new leading
 dimension, and one training step is
 
@@ -16,13 +16,14 @@ SGD/Adam update every entry on its own, so each seed follows the trajectory its 
 :func:`~biofa.train.fit` run would (up to float rounding of batched vs unbatched kernels). Every
 seed keeps its own weights, feedback tensors (rule ``init_feedback`` draws from the seed), data
 order and augmentation (``train_batches(seed=seed_k)``), batch-norm statistics and running sums.
-The custom autograd Function of :mod:`biofa.ops` runs under ``vmap`` through its generated vmap
+The custom autograd Function of :mod:`biofa.nn.ops` runs under ``vmap`` through its generated vmap
 rule, so the rules' backward passes are batched too.
 
-Outputs: one netCDF file per seed, written by its own :class:`~biofa.record.Recorder` with the
+Outputs: one netCDF file per seed, written by its own :class:`~biofa.measure.record.Recorder` with
+the
 schema of :func:`~biofa.train.fit` (same variables, coordinates and attributes). Metrics that
 need a per-seed network (feedback angles, the shadow error/update angles) are computed at record
-steps on per-seed :class:`~biofa.compile.CompiledCircuit` modules whose parameters are *views*
+steps on per-seed :class:`~biofa.nn.compiler.CompiledCircuit` modules whose parameters are *views*
 into the stacked tensors (no copies). ``wall_time`` is the shared wall clock of the batch.
 
 Limits: direct rules (the readout error travels through a Python object between two autograd
@@ -52,16 +53,16 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from . import data as datasets
-from . import train as train_mod
-from .circuit import Circuit
-from .compile import compile, derive_seed
-from .probes import projection_metrics
-from .record import run_recorder
-from .rules._base import overrides
-from .seed_batched import StackedParameters, stack
-from .shadow import shadow_metrics
-from .train_config import Train
+from biofa.circuit import Circuit
+from biofa.data import memory as datasets
+from biofa.measure.probes import projection_metrics
+from biofa.measure.record import run_recorder
+from biofa.measure.shadow import shadow_metrics
+from biofa.nn.compiler import compile, derive_seed
+from biofa.nn.seed_batched import StackedParameters, stack
+from biofa.rules._base import overrides
+from biofa.train import loop as train_mod
+from biofa.train.config import Train
 
 __all__ = ["fit_seeds", "group_points", "run_grouped", "supported"]
 
@@ -70,7 +71,7 @@ log = logging.getLogger(__name__)
 
 def supported(circuit: Circuit, train: Train) -> str | None:
     """``None`` if :func:`fit_seeds` can batch this circuit and configuration, else why not."""
-    from . import rules
+    from biofa import rules
 
     if train.precision == "fp16":
         return "precision='fp16' (one gradient scaler would couple the seeds; use bf16 or fp32)"
@@ -162,7 +163,7 @@ def fit_seeds(
         for s in seeds
     ]
     if getattr(train, "hold_weight_norms", False):
-        from .norms import hold_weight_norms
+        from biofa.nn.norms import hold_weight_norms
 
         for m in models:
             hold_weight_norms(m)
@@ -322,11 +323,13 @@ def group_points(points: Sequence[Any]) -> list[list[Any]]:
 
 def run_grouped(spec: Any, points: Sequence[Any], out_dir: Path, *, command: str = "",
                 quiet: bool = False, debug: bool = False) -> int:
-    """The command line's ``--batch-seeds``: each group of :func:`group_points` in one
-    :func:`fit_seeds` call (one file per point, as ``biofa.run`` names them); groups that cannot
+    """The command line's ``--batch-seeds``: each group of :func:`group_points` in
+    one
+    :func:`fit_seeds` call (one file per point, as ``biofa.cli.main`` names them); groups that
+    cannot
     be batched (:func:`supported`) or hold one point run one by one. Returns the exit status."""
-    from . import __version__
-    from .run import _error, _jsonable, execute
+    from biofa._version import __version__
+    from biofa.cli.main import _error, _jsonable, execute
 
     failed = 0
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from biofa.train_config import Train
+from biofa.train.config import Train
 
 __all__ = ["coord_value", "point_coords", "run_name"]
 

@@ -27,10 +27,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from biofa.convert import BadValue, convert, describe_type, type_of_default
-from biofa.run_names import point_coords, run_name
-from biofa.sweep import Grid
-from biofa.train_config import Train
+from biofa.cli.convert import BadValue, convert, describe_type, type_of_default
+from biofa.cli.names import point_coords, run_name
+from biofa.cli.sweep import Grid
+from biofa.train.config import Train
 
 __all__ = ["Point", "Spec", "load_spec", "parse_overrides", "resolve", "run_points"]
 
@@ -55,7 +55,7 @@ class Spec:
     train
         The spec's ``train`` (``Train()`` when the spec defines none).
     sweep
-        The spec's ``sweep`` as a :class:`~biofa.sweep.Grid`, or ``None``.
+        The spec's ``sweep`` as a :class:`~biofa.cli.sweep.Grid`, or ``None``.
     circuit_params
         ``circuit()``'s keyword parameters by name (annotations evaluated where possible).
     """

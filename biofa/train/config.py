@@ -1,7 +1,7 @@
 """The :class:`Train` configuration: everything about *how* a circuit is trained.
 
 A spec file exports ``train = Train(...)``; ``--set key=value`` on the command line replaces a
-field (type-checked against the annotations below by :mod:`biofa.spec`). Its defaults train the
+field (type-checked against the annotations below by :mod:`biofa.cli.spec`). Its defaults train the
 embedded scikit-learn digits on a CPU in well under a minute.
 """
 
@@ -34,7 +34,7 @@ class Train:
     stream
         Read an ImageFolder ``data`` path from disk batch by batch (DataLoader workers, pinned
         memory) instead of decoding it into memory: for sets larger than RAM
-        (:mod:`biofa.streaming`). Same batches as the in-memory path.
+        (:mod:`biofa.data.streaming`). Same batches as the in-memory path.
     epochs, batch_size
         Passes over the training set; examples per optimiser step.
     max_steps
@@ -43,13 +43,13 @@ class Train:
         Forward-weight optimiser: ``"sgd"`` (with ``momentum``), ``"adam"`` (``momentum`` is
         beta1; L2 weight decay), ``"adamw"`` (Adam with decoupled weight decay) or
         ``"manhattan"`` (Batch Manhattan, Liao et al. 2015: ``w -= lr * sign(g)``; see
-        :class:`biofa.optim.BatchManhattan`).
+        :class:`biofa.train.optim.BatchManhattan`).
     hold_weight_norms
         "Const." of Moskovitz et al. 2018: every projection's forward-weight norm is held at its
-        initial value (a parametrization, :func:`biofa.norms.hold_weight_norms`).
+        initial value (a parametrization, :func:`biofa.nn.norms.hold_weight_norms`).
     normalize_grads
         Divide each projection's weight gradient by its norm before the step
-        (:func:`biofa.norms.normalize_gradients`).
+        (:func:`biofa.nn.norms.normalize_gradients`).
     feedback_optimizer, feedback_lr, feedback_momentum, feedback_weight_decay
         Optional separate settings for learned feedback tensors; empty/negative means "same as the
         forward optimiser".

@@ -1,0 +1,6 @@
+"""Circuit declarations: populations, areas, projections and feedback pathways (no torch)."""
+
+from biofa.circuit.graph import Area, Circuit, FeedbackPathway, Projection
+from biofa.circuit.populations import E, I, Population, Units
+
+__all__ = ["Area", "Circuit", "E", "FeedbackPathway", "I", "Population", "Projection", "Units"]

@@ -1,0 +1,1 @@
+"""The command line: spec files, overrides, sweeps, launchers."""

@@ -1,0 +1,1 @@
+"""Measurement: alignment metrics, probes, the shadow pass, the recorder and reading runs back."""

@@ -1,0 +1,1 @@
+"""The torch back-end: a circuit compiled into batched ops with the rules' feedback."""
