@@ -63,20 +63,23 @@ from _timing import (  # noqa: E402
 
 import biofa.rules  # noqa: E402
 from biofa import compile as biofa_compile  # noqa: E402
-from biofa.rules.backprop import Backprop  # noqa: E402
+from biofa.rules import FeedbackRule  # noqa: E402
 from biofa.train import Train, build_optimizers  # noqa: E402
 
 
 @biofa.rules.register
-class BackpropViaFunction(Backprop):
+class BackpropViaFunction(FeedbackRule):
     """Backprop through the generic ProjectionFunction (benchmark only: biofa before its fast path).
 
-    ``biofa.nn.ops.project`` runs backprop projections as native ops; this subclass is not
-    ``Backprop``
-    itself, so it takes the custom-Function path every rule took before (the before/after row).
+    ``biofa.nn.function.project`` runs NativeBackward rules (backprop) as native ops; this rule
+    has the same feedback (``W``) without that capability, so it takes the custom-Function path
+    every rule took before (the before/after row).
     """
 
     name = "backprop_via_function"
+
+    def effective_feedback(self, weight, fb):
+        return weight
 
 #: GPU targets of issue 7: fixed/sign-based rules and Kolen-Pollack within 5 % of plain PyTorch,
 #: rules that do more work by design (PFA's extra matrix, EKDAA's target differences, the weight

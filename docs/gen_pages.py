@@ -90,10 +90,28 @@ def _options(cls: type) -> str:
     return ", ".join(f"`{k}={v!r}`" for k, v in cls.defaults.items())
 
 
+def _direct(cls: type) -> bool:
+    from biofa.rules import DirectFeedbackRule
+
+    return issubclass(cls, DirectFeedbackRule)
+
+
 def _scope(cls: type) -> str:
-    if cls.scope == "direct":
+    if _direct(cls):
         return "direct: the readout's error reaches each hidden area through the rule's own tensors"
-    return "projection: the rule's feedback replaces W on the way back along one pathway"
+    return "layer-wise: the rule's feedback replaces W on the way back along one pathway"
+
+
+def _capabilities(cls: type) -> str:
+    from biofa import rules
+
+    kinds = (rules.AfterStep, rules.CustomErrorPath, rules.CrossesNonlinearity, rules.Probes,
+             rules.NativeBackward)  # fmt: skip
+    return ", ".join(f"`{k.__name__}`" for k in kinds if issubclass(cls, k)) or "none"
+
+
+def _ops(cls: type) -> str:
+    return ", ".join(f"`{t.__name__}`" for t in getattr(cls, "supports", ())) or "(area-level)"
 
 
 def rule_page(name: str, cls: type) -> str:
@@ -101,7 +119,7 @@ def rule_page(name: str, cls: type) -> str:
     module = sys.modules.get(cls.__module__)
     doc = inspect.getdoc(module) if module is not None else None
     doc = doc or inspect.getdoc(cls) or "(no documentation)"
-    if cls.scope == "direct":
+    if _direct(cls):
         one = (f'c.feedback("out", "v1", rule="{name}")', "# the readout's error straight to v1")
     else:
         one = (f'c.feedback("v2", "v1", rule="{name}")', "# the pathway carrying v2's error to v1")
@@ -116,8 +134,9 @@ def rule_page(name: str, cls: type) -> str:
             "",
             "| | |",
             "|---|---|",
-            f"| scope | {_scope(cls)} |",
-            f"| op kinds | {', '.join(sorted(cls.supports))} |",
+            f"| delivery | {_scope(cls)} |",
+            f"| capabilities | {_capabilities(cls)} |",
+            f"| ops | {_ops(cls)} |",
             f"| options (defaults) | {_options(cls)} |",
             f"| implemented in | `{cls.__module__}.{cls.__qualname__}` |",
             "",
@@ -136,23 +155,24 @@ def rule_page(name: str, cls: type) -> str:
 
 
 def rules_table() -> str:
-    rows = ["| rule | scope | options | summary |", "|---|---|---|---|"]
+    rows = ["| rule | delivery | options | summary |", "|---|---|---|---|"]
     for name, cls in _rules().items():
-        rows.append(f"| [`{name}`]({name}.md) | {cls.scope} | {_options(cls)} | {cls.summary()} |")
+        delivery = "direct" if _direct(cls) else "layer-wise"
+        rows.append(f"| [`{name}`]({name}.md) | {delivery} | {_options(cls)} | {cls.summary()} |")
     return "\n".join(rows) + "\n"
 
 
 # ------------------------------------------------------------------------------ metrics table
 def metrics_table() -> str:
     """Every registered metric: name, dims, units, long name and definition."""
-    from biofa.measure.metrics import METRICS
+    from biofa.measure import registered
 
     dims = {
         "run": "(rule, seed, ..., step)",
         "projection": "(rule, seed, ..., step, projection)",
     }
     rows = ["| variable | dims | units | long_name | definition |", "|---|---|---|---|---|"]
-    for name, info in METRICS.items():
+    for name, info in registered().items():
         definition = ""
         if info.fn is not None and info.fn.__doc__:
             first = inspect.getdoc(info.fn).split("\n\n")[0]

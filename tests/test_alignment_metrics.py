@@ -14,7 +14,6 @@ from small_circuits import small_ei_cnn, two_hidden_mlp
 from biofa import Circuit, E, I, Train, Units, compile, conv, dense
 from biofa.measure.metrics import METRICS, angle, frobenius_norm
 from biofa.measure.shadow import shadow_backward, shadow_metrics
-from biofa.nn.ops import exact_gradients
 from biofa.train import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -122,12 +121,12 @@ def test_direct_feedback_alignment_shadow_delivers_e_times_b():
         logits = model(x)
         e = softmax_error(logits, y)
     for area in ("h1", "h2"):
-        torch.testing.assert_close(rule.errors[area], e @ model.direct[area].feedback["B"])
+        torch.testing.assert_close(rule.errors[area], e @ model.hooks[area].feedback["B"])
         torch.testing.assert_close(exact.errors[area], bp_err[area])
     for key in bp_w:
         torch.testing.assert_close(exact.weights[key], bp_w[key])
     # after the shadow, the direct pathways and the rules are back in charge
-    assert not exact_gradients.active
+    assert not model.mode.exact
     assert not model.groups["h1__to__h2"].send_error
 
 

@@ -15,28 +15,20 @@ import biofa.rules
 from biofa.cli.main import main
 
 CIRCUIT = """
-from dataclasses import dataclass
-
+from biofa import Circuit, Units, dense
 from biofa.cli.sweep import grid
 from biofa.train.config import Train
 
 
-@dataclass
-class FakeCircuit:
-    name: str
-    rule: str
-    width: int
-
-    def rules_used(self):
-        return [self.rule]
-
-    def validate(self):
-        if self.width <= 0:
-            raise ValueError(f"area 'hidden' has width {self.width}; it must be positive")
-
-
 def circuit(width: int = 8, rule: str = "backprop"):
-    return FakeCircuit("toy", rule, width)
+    # a tiny real circuit; `rule` is only a coordinate (the fake rules are not registered)
+    c = Circuit("toy")
+    c.input("img")
+    c.area("hidden", Units(width))
+    c.readout("out")
+    c.connect("img", "hidden", dense(flatten=True))
+    c.connect("hidden", "out", dense())
+    return c
 
 
 train = Train(epochs=2)
@@ -84,7 +76,7 @@ def test_one_run(fit_calls, capsys):
     assert call["out"] == Path("runs/toy/rule-backprop_seed-0.nc") and call["out"].exists()
     assert call["coords"] == {"rule": "backprop", "seed": 0}
     assert call["resume"] is False and call["train"].epochs == 2
-    assert call["circuit"].width == 8
+    assert call["circuit"].areas["hidden"].channels == 8
     config = call["run_config"]
     assert config["spec"] == "toy" and config["circuit"] == {"width": 8, "rule": "backprop"}
     assert config["train"]["epochs"] == 2 and config["train"]["milestones"] == []
@@ -109,7 +101,8 @@ def test_set_out_and_resume(fit_calls, capsys):
     ]
     assert main(argv) == 0
     (call,) = fit_calls
-    assert call["circuit"].width == 32 and call["train"].lr == 1e-3 and call["resume"] is True
+    assert call["circuit"].areas["hidden"].channels == 32
+    assert call["train"].lr == 1e-3 and call["resume"] is True
     assert call["out"] == Path("o/rule-fa_seed-0.nc")
     assert capsys.readouterr().out == "wrote o/rule-fa_seed-0.nc\n"
 
@@ -168,7 +161,7 @@ BAD = {
     "bad type": (["toy.py", "--set", "epochs=abc"], "--set epochs=abc: expected int"),
     "bad Train value": (["toy.py", "--set", "epochs=0"], "Train.epochs must be positive"),
     "unknown rule": (["toy.py", "--set", "rule=xyz"], "--set rule=xyz: unknown rule 'xyz'"),
-    "bad circuit": (["toy.py", "--set", "width=0"], "area 'hidden' has width 0"),
+    "bad circuit": (["toy.py", "--set", "width=0"], "Units(0): a population needs a positive int"),
     "no =": (["toy.py", "--set", "width"], "--set width: expected KEY=VALUE"),
     "no sweep": (["toy.py", "--sweep"], "--sweep: toy.py defines no `sweep"),
     "point without sweep": (["toy.py", "--point", "1"], "--point I selects a sweep point"),

@@ -123,11 +123,11 @@ def test_analysis_page_snippets_run(tmp_path, monkeypatch):
 
 def test_adding_a_rule_example_registers_and_trains(tmp_path, monkeypatch):
     from biofa import Circuit, E, I, Train, dense
-    from biofa.rules import _REGISTRY
+    from biofa.rules import registry
     from biofa.train import fit
 
     (code,) = [b for b in code_blocks("adding-a-rule.md") if b.startswith("# sparse_fa.py")]
-    monkeypatch.setattr(rules, "_REGISTRY", dict(_REGISTRY))  # leave the real registry alone
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # keep the real one
     module = types.ModuleType("sparse_fa")  # as if imported from the user's sparse_fa.py
     monkeypatch.setitem(sys.modules, "sparse_fa", module)
     exec(compile(code, "sparse_fa.py", "exec"), module.__dict__)
@@ -176,3 +176,77 @@ def test_mkdocs_build_strict(tmp_path):
         assert f"<code>{name}</code>" in output, name
     index = (site / "index.html").read_text()
     assert ('href="benchmarks/"' in index) == (DOCS / "benchmarks.md").exists()
+
+
+# ------------------------------------------------------------------- extension pages' examples
+def _exec_block(page: str, first_line: str, name: str, monkeypatch) -> dict:
+    (code,) = [b for b in code_blocks(page) if b.startswith(first_line)]
+    module = types.ModuleType(name)  # as if imported from the user's file
+    monkeypatch.setitem(sys.modules, name, module)
+    exec(compile(code, f"{name}.py", "exec"), module.__dict__)
+    return module.__dict__
+
+
+def test_adding_a_metric_example_is_computed_and_written(tmp_path, monkeypatch):
+    import xarray as xr
+
+    from biofa import Circuit, Train, Units, dense
+    from biofa.measure import registry
+    from biofa.train import fit
+
+    monkeypatch.setattr(registry, "METRICS", dict(registry.METRICS))  # keep the real one
+    _exec_block("adding-a-metric.md", "# my_metrics.py", "my_metrics", monkeypatch)
+    c = Circuit("mlp")
+    c.input("image")
+    c.area("h", Units(12))
+    c.readout("out")
+    c.connect("image", "h", dense(flatten=True))
+    c.connect("h", "out", dense())
+    c.feedback_everywhere("feedback_alignment")
+    path = fit(c, Train(max_steps=3, record_every=3, batch_size=16), out=tmp_path / "run.nc")
+    with xr.open_dataset(path) as ds:
+        sn = ds.weight_spectral_norm.sel(projection="h->out").isel(step=-1).item()
+        ratio = ds.error_norm_ratio.sel(projection="h->out").isel(step=-1).item()
+        assert ds.weight_spectral_norm.attrs["long_name"] == "largest singular value of W"
+        assert ds.error_norm_ratio.attrs["units"] == "1"
+        assert ds.error_norm_ratio.sel(projection="image->h").isnull().all()  # no error at input
+    assert sn > 0 and 0 < ratio < 10
+
+
+def test_adding_an_op_kind_example_equals_a_1x1_convolution(monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    from biofa import Circuit, Units, compile, conv, dense
+
+    namespace = _exec_block("adding-an-op-kind.md", "# pointwise.py", "pointwise", monkeypatch)
+    pointwise = namespace["pointwise"]
+
+    def net(kind, rule):
+        c = Circuit("pw")
+        c.input("image")
+        c.area("v1", Units(5), pool="max")
+        c.readout("out")
+        c.connect("image", "v1", kind)
+        c.connect("v1", "out", dense(flatten=True))
+        c.feedback_everywhere(rule)
+        return c
+
+    x, y = torch.randn(4, 3, 6, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    for rule in ("backprop", "feedback_alignment"):
+        ours = compile(net(pointwise(), rule), input_shape=(3, 6, 6), num_classes=3).double()
+        ref = compile(net(conv(1), rule), input_shape=(3, 6, 6), num_classes=3).double()
+        with torch.no_grad():  # the same numbers: the 1x1 kernel is the pointwise matrix
+            ref.groups["image__to__v1"].weight.copy_(
+                ours.groups["image__to__v1"].weight.view(5, 3, 1, 1)
+            )
+            for k, v in ours.groups["v1__to__out"].feedback.items():
+                ref.groups["v1__to__out"].feedback[k].copy_(v)
+            ref.groups["v1__to__out"].weight.copy_(ours.groups["v1__to__out"].weight)
+        assert ours.shapes["v1"] == ref.shapes["v1"]
+        for model in (ours, ref):
+            model.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+        w_ours = ours.groups["image__to__v1"].weight.grad
+        w_ref = ref.groups["image__to__v1"].weight.grad.view(5, 3)
+        torch.testing.assert_close(w_ours, w_ref, rtol=1e-10, atol=1e-12)

@@ -100,8 +100,8 @@ def test_direct_feedback_alignment_delivers_e_times_b_to_every_area():
     with torch.no_grad():
         a1, h1, a2, h2, logits = forward_by_hand(model, x)
         e = softmax_error(logits, y)
-        d2 = (e @ model.direct["h2"].feedback["B"]) * (a2 > 0)
-        d1 = (e @ model.direct["h1"].feedback["B"]) * (a1 > 0)
+        d2 = (e @ model.hooks["h2"].feedback["B"]) * (a2 > 0)
+        d1 = (e @ model.hooks["h1"].feedback["B"]) * (a1 > 0)
     torch.testing.assert_close(g["h2__to__out"].weight.grad, e.t() @ h2)
     torch.testing.assert_close(g["h1__to__h2"].weight.grad, d2.t() @ h1)
     torch.testing.assert_close(g["img__to__h1"].weight.grad, d1.t() @ x.flatten(1))

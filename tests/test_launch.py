@@ -21,24 +21,19 @@ SPEC = textwrap.dedent(
     """
     import os, sys, types
     from pathlib import Path
-    from dataclasses import dataclass
+    from biofa import Circuit, Units, dense
     from biofa.cli.sweep import grid
     from biofa.train.config import Train
 
 
-    @dataclass
-    class FakeCircuit:
-        name: str
-
-        def rules_used(self):
-            return ["backprop"]
-
-        def validate(self):
-            pass
-
-
     def circuit():
-        return FakeCircuit("toy")
+        c = Circuit("toy")
+        c.input("img")
+        c.area("v1", Units(2))
+        c.readout("out")
+        c.connect("img", "v1", dense(flatten=True))
+        c.connect("v1", "out", dense())
+        return c
 
 
     train = Train(epochs=1)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from biofa import Circuit, E, I, Train, Units, compile, dense
 from biofa.measure.metrics import angle
-from biofa.nn.compiler import derive_seed
+from biofa.nn.seeds import derive_seed
 from biofa.rules.weight_mirror import mirror_step
 from biofa.train import build_optimizers
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from biofa.measure import metrics
+from biofa.measure import metrics, registry
 from biofa.measure.metrics import (
     METRICS,
     angle,
@@ -142,18 +142,44 @@ def test_registry_contents():
 
 
 def test_register_metric_and_decorator(monkeypatch):
-    monkeypatch.setattr(metrics, "METRICS", dict(METRICS))
+    monkeypatch.setattr(registry, "METRICS", dict(METRICS))  # leave the real registry alone
     info = metrics.register_metric("grad_norm", "gradient norm", "1", "run")
-    assert metrics.METRICS["grad_norm"] is info
+    assert registry.METRICS["grad_norm"] is info
     assert metrics.register_metric("grad_norm", "gradient norm", "1", "run") == info
     with pytest.raises(ValueError, match="already registered"):
         metrics.register_metric("grad_norm", "other meaning", "1", "run")
 
-    @metrics.metric(long_name="max |W|", units="1", per="projection")
+    @metrics.metric(long_name="max |W|", units="1", inputs=("weight",))
     def max_abs(weight):
         return weight.abs().max()
 
-    assert metrics.METRICS["max_abs"].fn is max_abs
+    entry = registry.METRICS["max_abs"]
+    assert entry.fn is max_abs and entry.source is registry.ProjectionInputs
+    assert entry in registry.computed(registry.ProjectionInputs)
+    w = torch.tensor([[1.0, -3.0]])
+    assert entry.compute(registry.ProjectionInputs(w, None, {})).item() == 3.0
+
+
+@pytest.mark.parametrize(
+    ("inputs", "per", "match"),
+    [
+        (("weight", "delivered_error"), "projection", "not all from one of"),
+        (("weight",), "run", "per projection, not per run"),
+        (("model",), "projection", "per run, not per projection"),
+        ((), "projection", "needs `inputs`"),
+    ],
+)
+def test_metric_inputs_must_come_from_one_source(monkeypatch, inputs, per, match):
+    monkeypatch.setattr(registry, "METRICS", dict(METRICS))
+    with pytest.raises(ValueError, match=match):
+        registry.register_metric("bad", "bad", "1", per, lambda *a: a[0], inputs)
+
+
+def test_a_metric_whose_input_is_missing_is_not_computed():
+    entry = METRICS["feedback_angle"]
+    w = torch.ones(2, 2)
+    assert entry.compute(registry.ProjectionInputs(w, None, {})) is None
+    assert entry.compute(registry.ProjectionInputs(w, w, {})).item() == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize(

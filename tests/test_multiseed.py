@@ -14,8 +14,9 @@ from small_circuits import small_ei_cnn
 
 from biofa import Circuit, Train, compile
 from biofa.cli.main import main
-from biofa.nn.ops import Conv2dOp, LinearOp
-from biofa.nn.seed_batched import SeedBatchedConv, SeedBatchedLinear
+from biofa.kinds import Conv2dOp, DenseOp
+from biofa.kinds.conv2d import SeedBatchedConv
+from biofa.kinds.dense import SeedBatchedDense
 from biofa.train import fit
 from biofa.train.multiseed import fit_seeds, supported
 
@@ -69,7 +70,7 @@ def test_seed_batched_ops_are_k_separate_ops():
         torch.testing.assert_close(gx[i], rx, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(gw[i], rw, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(gb[i], rb, rtol=1e-4, atol=1e-5)
-    lin, blin = LinearOp(), SeedBatchedLinear(LinearOp())
+    lin, blin = DenseOp(), SeedBatchedDense()
     x2, w2, b2 = (torch.randn(k, n, 6), torch.randn(k, 4, 6), torch.randn(k, 4))
     y2 = blin.forward(x2, w2, b2)
     gx2, gw2, gb2 = blin.grads(torch.ones_like(y2), x2, w2, (True, True, True))

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from biofa import Circuit, E, I, Units, compile, conv, dense
-from biofa.nn.ops import ProjectionFunction
-from biofa.rules.backprop import Backprop
+from biofa.nn.function import ProjectionFunction
+from biofa.rules import FeedbackRule
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -35,10 +35,13 @@ class Count(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-class ViaFunction(Backprop):
-    """Backprop that is not ``Backprop`` itself: takes the generic Function path."""
+class ViaFunction(FeedbackRule):
+    """Backprop without the NativeBackward capability: takes the generic Function path."""
 
     name = "backprop_via_function_test"
+
+    def effective_feedback(self, weight, fb):
+        return weight
 
 
 def cnn(rule: str = "backprop", ei: bool = False) -> Circuit:

@@ -163,14 +163,14 @@ def test_pfa_options():
 
 
 def test_pfa_error_through_applies_b_then_r_only_when_cheaper():
-    from biofa.nn.ops import LinearOp
+    from biofa.kinds import DenseOp
 
     group = compile(
         mlp(HIDDEN["units"], expansion=4), input_shape=(1, 4, 4), num_classes=3, seed=2
     ).groups["h1__to__h2"]  # out 5, in 6, K 20
     fb, w = dict(group.feedback), group.weight.detach()
     small, large = torch.randn(2, 5), torch.randn(64, 5)
-    seq = group.rule.error_through(small, w, fb, LinearOp(), (2, 6))
+    seq = group.rule.error_through(small, w, fb, DenseOp(), (2, 6))
     assert seq is not None  # 2 * 20 * (5 + 6) < 5 * 20 * 6
     torch.testing.assert_close(seq, small @ group.effective_feedback())
-    assert group.rule.error_through(large, w, fb, LinearOp(), (64, 6)) is None
+    assert group.rule.error_through(large, w, fb, DenseOp(), (64, 6)) is None

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from small_circuits import two_hidden_mlp
 
+import biofa.rules
 from biofa import Circuit, E, I, Units, compile, conv, dense
 from biofa.measure.metrics import sign_concordance
 from biofa.rules import brsf as brsf_module
@@ -262,9 +263,9 @@ def test_option_values_are_checked_when_the_circuit_is_validated():
         ({"typo": 1}, "typo"),
     ]:
         with pytest.raises(ValueError, match=word):
-            mlp("usf", **options).validate()
+            biofa.rules.check(mlp("usf", **options))
     with pytest.raises(ValueError, match="concordance"):
-        mlp("usf_flipped", concordance=0.5).validate()
+        biofa.rules.check(mlp("usf_flipped", concordance=0.5))
 
 
 # -- Dale's-law feedback ---------------------------------------------------------------------------

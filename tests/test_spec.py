@@ -22,24 +22,24 @@ from biofa.cli.sweep import Grid, grid
 from biofa.train.config import Train
 
 FAKE_CIRCUIT = """
-from dataclasses import dataclass
-
+from biofa import Circuit, Units, dense
 from biofa.cli.sweep import grid
 from biofa.train.config import Train
 
 
-@dataclass
-class FakeCircuit:
-    name: str
-    rule: str | None = None
-    bad: bool = False
-
-    def rules_used(self):
-        return [self.rule] if self.rule else ["backprop", "feedback_alignment"]
-
-    def validate(self):
-        if self.bad:
-            raise ValueError("area 'v1' has no inputs")
+def FakeCircuit(name, rule=None, bad=False):
+    \"\"\"A tiny real circuit; ``rule`` is only a coordinate (the fake rules are not registered),
+    without one the circuit declares feedback alignment on its readout pathway.\"\"\"
+    c = Circuit(name)
+    c.input("img")
+    c.area("v1", Units(2))
+    c.readout("out")
+    if not bad:
+        c.connect("img", "v1", dense(flatten=True))
+    c.connect("v1", "out", dense())
+    if rule is None:
+        c.feedback("out", "v1", rule="feedback_alignment")
+    return c
 """
 
 
@@ -279,9 +279,9 @@ def test_swept_keys_become_coords(tmp_path):
     )
     points = run_points(spec, {}, sweep=True)
     assert [p.name for p in points] == [
-        "rule-backprop+feedback_alignment_seed-0_width-8_lr-0.1_milestones-",
-        "rule-backprop+feedback_alignment_seed-0_width-16_lr-0.1_milestones-",
-        "rule-backprop+feedback_alignment_seed-0_width-8_lr-0.05_milestones-1-2",
+        "rule-feedback_alignment_seed-0_width-8_lr-0.1_milestones-",
+        "rule-feedback_alignment_seed-0_width-16_lr-0.1_milestones-",
+        "rule-feedback_alignment_seed-0_width-8_lr-0.05_milestones-1-2",
     ]
     assert points[2].coords["milestones"] == "1,2" and points[2].train.milestones == (1, 2)
 
@@ -304,7 +304,7 @@ def test_sweep_errors(toy, tmp_path):
     ):
         run_points(spec, {}, sweep=True)
     spec = load_spec(write_spec(tmp_path, bad.replace('"wide"', "9") + "\n", "c"))
-    with pytest.raises(ValueError, match=r"^sweep point 0 \(width=8\): area 'v1' has no inputs"):
+    with pytest.raises(ValueError, match=r"^sweep point 0 \(width=8\): area 'v1' receives no"):
         run_points(spec, {"bad": "true"}, sweep=True)
     dup = write_spec(
         tmp_path, "def circuit(w=1):\n    return FakeCircuit('x')\nsweep=[{}, {}]\n", "d"
@@ -317,7 +317,7 @@ def test_required_circuit_parameter_from_the_sweep(tmp_path):
     body = "def circuit(n: int):\n    return FakeCircuit('x', 'fa')\nsweep = grid(n=[1, 2])\n"
     spec = load_spec(write_spec(tmp_path, body))
     points = run_points(spec, {"lr": "0.5"}, sweep=True)
-    assert [p.name for p in points] == ["rule-fa_seed-0_n-1", "rule-fa_seed-0_n-2"]
+    assert [p.name for p in points] == ["rule-backprop_seed-0_n-1", "rule-backprop_seed-0_n-2"]
     assert points[1].circuit_kwargs == {"n": 2} and points[1].train.lr == 0.5
     with pytest.raises(ValueError, match="^circuit\\(\\) needs a value for 'n'"):
         run_points(spec, {})

@@ -124,7 +124,7 @@ def test_lr_schedules_by_hand():
 
 
 def test_separate_feedback_optimizer_settings():
-    from biofa.nn.compiler import compile
+    from biofa.nn import compile
 
     class Learned(torch.nn.Module):
         pass

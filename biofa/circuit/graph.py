@@ -29,8 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from biofa.circuit.kind import ProjectionKind, WeightedKind
 from biofa.circuit.populations import Population, Units
-from biofa.circuit.projections import Conv, Dense, Identity, ProjectionKind
+from biofa.circuit.validation import validate_circuit
 
 # "sign" (signum) is not differentiable: only rules that never use its derivative (EKDAA) train
 # through it; see biofa.nn.compiler.ACTIVATIONS.
@@ -100,7 +101,8 @@ class Circuit:
         self.areas: dict[str, Area] = {}
         self.projections: list[Projection] = []
         self.pathways: list[FeedbackPathway] = []
-        self._everywhere: tuple[str, dict[str, Any]] | None = None
+        #: ``(rule, options)`` of :meth:`feedback_everywhere`, or ``None``
+        self.everywhere: tuple[str, dict[str, Any]] | None = None
 
     # -- declarations -------------------------------------------------------------------------
     def input(self, name: str = "input", *, kind: str = "Units") -> None:
@@ -159,10 +161,12 @@ class Circuit:
         self._add(Area(name, pops, "identity", role="readout"))
 
     def connect(self, source: str, target: str, kind: ProjectionKind) -> None:
-        """A projection ``source -> target``: ``conv(...)``, ``dense(...)`` or ``identity()``."""
-        if not isinstance(kind, (Conv, Dense, Identity)):
+        """A projection ``source -> target`` of ``kind`` (``conv(...)``, ``dense(...)``,
+        ``local2d(...)``, ``identity()``: any :class:`~biofa.circuit.kind.ProjectionKind`)."""
+        if not isinstance(kind, ProjectionKind):
             raise TypeError(
-                f"projection {source}->{target}: {kind!r} is not conv(), dense() or identity()"
+                f"projection {source}->{target}: {kind!r} is not a projection kind "
+                "(conv(), dense(), local2d(), identity(), ...)"
             )
         for end in (source, target):
             self._need(end, f"projection {source}->{target}")
@@ -188,8 +192,8 @@ class Circuit:
 
     def feedback_everywhere(self, rule: str, **options: Any) -> None:
         """Use ``rule`` wherever no pathway is declared (every weighted projection, or every
-        hidden area for direct rules)."""
-        self._everywhere = (rule, dict(options))
+        hidden area for direct rules; :func:`biofa.rules.resolve` expands it)."""
+        self.everywhere = (rule, dict(options))
 
     # -- queries ----------------------------------------------------------------------------
     @property
@@ -203,35 +207,12 @@ class Circuit:
     def incoming(self, area: str) -> list[Projection]:
         return [p for p in self.projections if p.target == area]
 
-    def resolved_pathways(self) -> list[FeedbackPathway]:
-        """The declared pathways plus those implied by :meth:`feedback_everywhere`."""
-        from biofa.rules import get as get_rule
-
-        pathways = list(self.pathways)
-        if self._everywhere is None:
-            return pathways
-        rule, options = self._everywhere
-        declared = {(p.upper, p.lower) for p in pathways}
-        if get_rule(rule).scope == "direct":
-            readout = self.readout_area.name
-            pairs = [(readout, a.name) for a in self.areas.values() if a.role == "hidden"]
-        else:
-            pairs = [
-                (p.target, p.source) for p in self.projections if not isinstance(p.kind, Identity)
-            ]
-        pathways += [
-            FeedbackPathway(u, lo, rule, dict(options))
-            for u, lo in pairs
-            if (u, lo) not in declared
-        ]
-        return pathways
-
-    def rules_used(self) -> list[str]:
-        rules = sorted({p.rule for p in self.resolved_pathways()})
-        return rules or ["backprop"]
+    def weighted_projections(self) -> list[Projection]:
+        """Projections with a weight (every kind but ``identity``), in declaration order."""
+        return [p for p in self.projections if isinstance(p.kind, WeightedKind)]
 
     def topological_order(self) -> list[str]:
-        """Area names with every source before its targets; raises on a cycle."""
+        """Area names with every source before its targets; raises on a cycle, naming it."""
         indegree = {name: 0 for name in self.areas}
         for p in self.projections:
             indegree[p.target] += 1
@@ -246,14 +227,31 @@ class Circuit:
                     if indegree[p.target] == 0:
                         ready.append(p.target)
         if len(order) < len(self.areas):
-            cycle = sorted(n for n, d in indegree.items() if d > 0)
-            raise ValueError(f"circuit {self.name!r} has a cycle through areas {', '.join(cycle)}")
+            cycle = self._a_cycle(set(self.areas) - set(order))
+            raise ValueError(
+                f"circuit {self.name!r} has a cycle: {' -> '.join(cycle)} (a circuit is a "
+                "directed acyclic graph of areas)"
+            )
         return order
 
-    def validate(self) -> None:
-        """Check the declarations; raises ``ValueError`` naming the offending area/projection."""
-        from biofa.circuit.validation import validate_circuit
+    def _a_cycle(self, left: set[str]) -> list[str]:
+        """One cycle among ``left`` (the areas a topological sort could not place), in order."""
+        out = {n: [p.target for p in self.projections if p.source == n and p.target in left]
+               for n in left}  # fmt: skip
+        while True:  # peel areas that only lead out of the cycles
+            sinks = {n for n in left if not any(t in left for t in out[n])}
+            if not sinks:
+                break
+            left -= sinks
+        path, seen = [min(left)], set()
+        while path[-1] not in seen:
+            seen.add(path[-1])
+            path.append(min(t for t in out[path[-1]] if t in left))
+        return path[path.index(path[-1]) :]
 
+    def validate(self) -> None:
+        """Check the declarations (structure and shapes that need no data); raises ``ValueError``
+        naming the offending area/projection. Rules are checked by :func:`biofa.rules.check`."""
         validate_circuit(self)
 
     # -- helpers ----------------------------------------------------------------------------

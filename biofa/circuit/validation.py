@@ -1,14 +1,20 @@
-"""Validation and shape inference of a :class:`~biofa.circuit.Circuit`.
+"""Validation and shape inference of a circuit's declarations (no torch, no rules).
 
-Every error names the area, projection or pathway at fault and says what is allowed.
+Every error names the area or projection at fault and says what is allowed. What a projection can
+read and what it produces is its kind's business (:class:`~biofa.circuit.kind.ProjectionKind`);
+this module only walks the graph. Feedback pathways are checked against their rules by
+:func:`biofa.rules.check`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from biofa.circuit import Circuit
-from biofa.circuit.projections import Conv, Dense, Identity
+if TYPE_CHECKING:
+    from biofa.circuit.graph import Circuit
+
+__all__ = ["AreaShape", "infer_shapes", "validate_circuit"]
 
 
 @dataclass(frozen=True)
@@ -38,23 +44,13 @@ def validate_circuit(circuit: Circuit) -> None:
         if area.role != "input" and not circuit.incoming(name):
             raise ValueError(f"area {name!r} receives no projection (connect something into it)")
     _check_reaches_readout(circuit)
-    spatial = _spatial_kinds(circuit, order)
-    for p in circuit.projections:
-        src_spatial = spatial[p.source]
-        if isinstance(p.kind, Conv) and not src_spatial:
-            raise ValueError(
-                f"conv projection {p.name!r} reads area {p.source!r}, which is a vector "
-                "(dense, or globally pooled); conv needs a spatial source"
-            )
-        if isinstance(p.kind, Dense) and src_spatial and not p.kind.flatten:
-            raise ValueError(
-                f"dense projection {p.name!r} reads spatial area {p.source!r}: use "
-                f"dense(flatten=True) or pool='global_avg' on {p.source!r}"
-            )
+    spatial = _spatial(circuit, order)
     for area in circuit.areas.values():
         if area.pool in ("max", "avg") and not _pre_spatial(circuit, area.name, spatial):
             raise ValueError(f"area {area.name!r}: pool={area.pool!r} needs a spatial (conv) area")
-    _check_pathways(circuit)
+    for pw in circuit.pathways:
+        for end in (pw.upper, pw.lower):
+            circuit._need(end, f"feedback pathway {pw.name!r}")
 
 
 def _check_reaches_readout(circuit: Circuit) -> None:
@@ -72,84 +68,39 @@ def _check_reaches_readout(circuit: Circuit) -> None:
 
 
 def _pre_spatial(circuit: Circuit, name: str, spatial: dict[str, bool]) -> bool:
+    """Whether area ``name``'s summed input (before pooling) is spatial."""
     incoming = circuit.incoming(name)
     if not incoming:
         return True  # the input area holds images
-    return not any(isinstance(p.kind, Dense) for p in incoming)
+    return incoming[0].kind.spatial_output(spatial[incoming[0].source])
 
 
-def _spatial_kinds(circuit: Circuit, order: list[str]) -> dict[str, bool]:
-    """Whether each area's *output* is spatial (C, H, W) or a vector."""
+def _spatial(circuit: Circuit, order: list[str]) -> dict[str, bool]:
+    """Whether each area's *output* is spatial (C, H, W) or a vector; checks every projection's
+    source against its kind and that an area's inputs agree."""
     spatial: dict[str, bool] = {}
     for name in order:
         area = circuit.areas[name]
         incoming = circuit.incoming(name)
-        kinds = {type(p.kind) for p in incoming}
-        if Conv in kinds and Dense in kinds:
-            raise ValueError(
-                f"area {name!r} receives both conv and dense projections; use one kind"
-            )
-        if area.role == "readout" and Conv in kinds:
-            bad = next(p for p in incoming if isinstance(p.kind, Conv))
-            raise ValueError(
-                f"conv projection {bad.name!r} into dense area {name!r} (the readout is dense): "
-                "use dense(flatten=True)"
-            )
-        if not incoming:
-            pre = True
-        elif Dense in kinds:
-            pre = False
-        elif Conv in kinds:
-            pre = True
-        else:  # identities only: the target takes its sources' kind
-            pre = spatial[incoming[0].source]
         for p in incoming:
-            if isinstance(p.kind, Identity) and spatial[p.source] != pre:
-                raise ValueError(
-                    f"identity projection {p.name!r} joins a spatial and a vector area; "
-                    "shapes must match"
-                )
+            p.kind.check_source(p.name, p.source, spatial[p.source])
+        outputs = {p.name: p.kind.spatial_output(spatial[p.source]) for p in incoming}
+        if len(set(outputs.values())) > 1:
+            grid = [n for n, s in outputs.items() if s]
+            vector = [n for n, s in outputs.items() if not s]
+            raise ValueError(
+                f"area {name!r} receives spatial ({', '.join(grid)}) and vector "
+                f"({', '.join(vector)}) inputs; its inputs must have one shape"
+            )
+        pre = next(iter(outputs.values())) if outputs else True
+        if area.role == "readout" and pre:
+            bad = next(p for p in incoming if outputs[p.name])
+            raise ValueError(
+                f"{bad.kind.op} projection {bad.name!r} into dense area {name!r} (the readout is "
+                "dense): use dense(flatten=True)"
+            )
         spatial[name] = pre and area.pool != "global_avg" and area.role != "readout"
     return spatial
-
-
-def _check_pathways(circuit: Circuit) -> None:
-    from biofa.rules import get as get_rule
-
-    readout = circuit.readout_area.name
-    for pw in circuit.resolved_pathways():
-        where = f"feedback pathway {pw.name!r}"
-        for end in (pw.upper, pw.lower):
-            circuit._need(end, where)
-        rule = get_rule(pw.rule)  # ValueError listing the rules if unknown
-        rule.check_options(pw.options, where)
-        if rule.scope == "direct":
-            if pw.upper != readout:
-                raise ValueError(
-                    f"{where}: rule {pw.rule!r} broadcasts the readout's error, so "
-                    f"its upper end must be the readout {readout!r}"
-                )
-            if circuit.areas[pw.lower].role != "hidden":
-                raise ValueError(f"{where}: rule {pw.rule!r} delivers errors to hidden areas only")
-            continue
-        projection = next(
-            (p for p in circuit.projections if p.source == pw.lower and p.target == pw.upper), None
-        )
-        if projection is None:
-            raise ValueError(
-                f"{where}: areas {pw.lower!r} and {pw.upper!r} are not connected "
-                f"(no projection {pw.lower}->{pw.upper})"
-            )
-        if isinstance(projection.kind, Identity):
-            raise ValueError(
-                f"{where}: {projection.name!r} is an identity projection without "
-                "weights; its error passes unchanged, so it takes no feedback pathway"
-            )
-        if projection.op not in rule.supports:
-            raise ValueError(
-                f"{where}: rule {pw.rule!r} does not support {projection.op} "
-                f"projections (it supports {', '.join(sorted(rule.supports))})"
-            )
 
 
 def infer_shapes(
@@ -169,28 +120,14 @@ def infer_shapes(
             shapes[name] = AreaShape(tuple(input_shape), tuple(input_shape))
             continue
         channels = num_classes if area.role == "readout" else area.channels
-        pres = {}
-        for p in circuit.incoming(name):
-            src = shapes[p.source].out
-            if isinstance(p.kind, Conv):
-                h, w = p.kind.out_size(src[1]), p.kind.out_size(src[2])
-                if h <= 0 or w <= 0:
-                    raise ValueError(
-                        f"conv projection {p.name!r} shrinks {src[1]}x{src[2]} to nothing"
-                    )
-                pres[p.name] = (channels, h, w)
-            elif isinstance(p.kind, Dense):
-                pres[p.name] = (channels,)
-            else:
-                pres[p.name] = src
+        pres = {
+            p.name: tuple(p.kind.output_shape(p.name, shapes[p.source].out, channels))
+            for p in circuit.incoming(name)
+        }
         if len(set(pres.values())) > 1:
             detail = ", ".join(f"{k}: {v}" for k, v in pres.items())
             raise ValueError(f"area {name!r}: its inputs have different shapes ({detail})")
         pre = next(iter(pres.values()))
-        if pre[0] != channels:
-            raise ValueError(
-                f"area {name!r}: identity input has {pre[0]} channels, the area has {channels}"
-            )
         shapes[name] = AreaShape(pre, _pooled(area.pool, area.pool_size, pre, name))
     return shapes
 

@@ -111,8 +111,9 @@ def _local(spec, points, out_dir: Path, options: Options) -> int:
             )
         return point, process.returncode, log_path
 
-    log.info("%d runs of %s in %d processes; logs in %s", len(points), spec.name, options.jobs,
-             out_dir)
+    log.info(
+        "%d runs of %s in %d processes; logs in %s", len(points), spec.name, options.jobs, out_dir
+    )
     failed = 0
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
         futures = [pool.submit(one, index, point) for index, point in points]
@@ -182,8 +183,13 @@ def _slurm(spec, points, out_dir: Path, options: Options) -> int:
         for argv in argvs:
             jobs.append(executor.submit(run_point, argv))
     names = [point.name for _, point in points]
-    log.info("submitted %d runs of %s to %s (logs in %s)", len(jobs), spec.name,
-             options.slurm_cluster or "slurm", folder)
+    log.info(
+        "submitted %d runs of %s to %s (logs in %s)",
+        len(jobs),
+        spec.name,
+        options.slurm_cluster or "slurm",
+        folder,
+    )
     if not options.slurm_wait:
         for name, job in zip(names, jobs):
             print(f"submitted {name}: job {job.job_id}", flush=True)

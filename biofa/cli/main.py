@@ -144,15 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
              "computation in one process (biofa.train.multiseed)")  # fmt: skip
     slurm = parser.add_argument_group("SLURM (--launcher slurm)")
     slurm.add_argument("--slurm-partition", default="", metavar="NAME")
-    slurm.add_argument("--slurm-time", type=int, default=60, metavar="MIN",
-                       help="time limit per point in minutes (default 60)")
+    slurm.add_argument(
+        "--slurm-time",
+        type=int,
+        default=60,
+        metavar="MIN",
+        help="time limit per point in minutes (default 60)",
+    )
     slurm.add_argument("--slurm-gpus", type=int, default=0, metavar="N", help="GPUs per job")
     slurm.add_argument("--slurm-cpus", type=int, default=0, metavar="N", help="CPUs per job")
     slurm.add_argument("--slurm-mem", type=float, default=0.0, metavar="GB", help="memory per job")
-    slurm.add_argument("--slurm-opt", action="append", default=[], metavar="KEY=VALUE",
-                       help="extra sbatch option, e.g. account=abc (repeatable)")
-    slurm.add_argument("--slurm-no-wait", action="store_true",
-                       help="submit and return (default: wait and report failed points)")
+    slurm.add_argument(
+        "--slurm-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra sbatch option, e.g. account=abc (repeatable)",
+    )
+    slurm.add_argument(
+        "--slurm-no-wait",
+        action="store_true",
+        help="submit and return (default: wait and report failed points)",
+    )
     slurm.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # local/debug
     add("--out", metavar="DIR", help="output directory (default runs/<spec name>/)")
     add("--resume", action="store_true", help="continue each run from its checkpoint")
@@ -221,8 +234,10 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"  {i}: {out_dir / point.name}.nc")
         return 0
     if args.batch_seeds and (args.launcher == "slurm" or args.jobs > 1):
-        raise ValueError("--batch-seeds trains each group of seeds in this process; it does not "
-                         "combine with --jobs N or --launcher slurm yet")
+        raise ValueError(
+            "--batch-seeds trains each group of seeds in this process; it does not "
+            "combine with --jobs N or --launcher slurm yet"
+        )
     if args.launcher == "slurm" or (args.jobs > 1 and len(points) > 1):
         return _run_parallel(args, spec, points, out_dir)
 
@@ -230,8 +245,14 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.batch_seeds:
         from biofa.train.multiseed import run_grouped
 
-        return run_grouped(spec, [p for _, p in points], out_dir, command=command,
-                           quiet=args.quiet, debug=args.debug)
+        return run_grouped(
+            spec,
+            [p for _, p in points],
+            out_dir,
+            command=command,
+            quiet=args.quiet,
+            debug=args.debug,
+        )
     diverged = importlib.import_module("biofa.train").Diverged
     failed = 0
     for _, point in points:

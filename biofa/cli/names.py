@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from biofa import rules
 from biofa.train.config import Train
 
 __all__ = ["coord_value", "point_coords", "run_name"]
@@ -21,7 +22,7 @@ def point_coords(kwargs: dict, train: Train, circuit: Any, swept: list[str]) -> 
     each swept key's value."""
     rule = kwargs.get("rule")
     if not isinstance(rule, str) or not rule:
-        rule = "+".join(circuit.rules_used())
+        rule = "+".join(rules.used_by(circuit))
     coords: dict[str, Any] = {"rule": rule, "seed": train.seed}
     for key in swept:
         if key not in coords:

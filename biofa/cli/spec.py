@@ -27,6 +27,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from biofa import rules
+from biofa.circuit import Circuit
 from biofa.cli.convert import BadValue, convert, describe_type, type_of_default
 from biofa.cli.names import point_coords, run_name
 from biofa.cli.sweep import Grid
@@ -307,8 +309,6 @@ def _checked(key: str, value: Any, tp: Any, where: str) -> Any:
 
 
 def _check_rule(label: str, name: str) -> None:
-    from biofa import rules  # lazily: the registry imports torch
-
     names = rules.available()
     if name not in names:
         raise ValueError(f"{label}: unknown rule {name!r}; available rules: {', '.join(names)}")
@@ -353,9 +353,10 @@ def run_points(spec: Spec, overrides: Mapping[str, Any], sweep: bool = False) ->
         try:
             kwargs, train = resolve(spec, {**overrides, **point}, where=where)
             circuit = spec.circuit_fn(**kwargs)
-            if not callable(getattr(circuit, "validate", None)):
+            if not isinstance(circuit, Circuit):
                 raise TypeError(f"circuit() returned {type(circuit).__name__}, not a Circuit")
             circuit.validate()
+            rules.check(circuit)
         except (ValueError, TypeError) as exc:
             if not sweep or str(exc).startswith(where):
                 raise

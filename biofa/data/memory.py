@@ -138,8 +138,10 @@ def load(data: str, *, root: str = "", stream: bool = False) -> DataSet:
     """
     if stream:
         if data in NAMES or not Path(data).expanduser().exists():
-            raise ValueError(f"stream=True reads an ImageFolder directory or .zip, not "
-                             f"data={data!r}; in-memory sets need no streaming")
+            raise ValueError(
+                f"stream=True reads an ImageFolder directory or .zip, not "
+                f"data={data!r}; in-memory sets need no streaming"
+            )
         from biofa.data.streaming import open_stream
 
         return open_stream(data)  # type: ignore[return-value]
@@ -301,8 +303,14 @@ def train_batches(
             f"need batch_size > 0 and start_batch >= 0, got {batch_size}, {start_batch}"
         )
     if getattr(data, "streaming", False):  # read from disk by workers (biofa.data.streaming)
-        yield from data.train_batches(batch_size, seed=seed, epoch=epoch, augment=augment,
-                                      start_batch=start_batch, drop_last=drop_last)
+        yield from data.train_batches(
+            batch_size,
+            seed=seed,
+            epoch=epoch,
+            augment=augment,
+            start_batch=start_batch,
+            drop_last=drop_last,
+        )
         return
     n, device = len(data.train_y), data.train_x.device
     g = _epoch_generator(seed, epoch)

@@ -119,15 +119,28 @@ class StreamingDataSet:
 
     def _loader(self, files: list[str], batches: list[list[int]]) -> Iterator[torch.Tensor]:
         images = _Images(_Reader(self.root), files, self.mode)
-        return iter(torch.utils.data.DataLoader(
-            images, batch_sampler=batches, num_workers=self.workers, collate_fn=_stack,
-            pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if self.workers else None,
-            persistent_workers=False,
-        ))
+        return iter(
+            torch.utils.data.DataLoader(
+                images,
+                batch_sampler=batches,
+                num_workers=self.workers,
+                collate_fn=_stack,
+                pin_memory=self.device.type == "cuda",
+                prefetch_factor=4 if self.workers else None,
+                persistent_workers=False,
+            )
+        )
 
-    def train_batches(self, batch_size: int, *, seed: int, epoch: int, augment: bool,
-                      start_batch: int, drop_last: bool):
+    def train_batches(
+        self,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int,
+        augment: bool,
+        start_batch: int,
+        drop_last: bool,
+    ):
         """Batches of one epoch: the permutation and draws of :func:`biofa.data.train_batches`."""
         from biofa.data import memory as datasets
 
@@ -138,8 +151,9 @@ class StreamingDataSet:
         steps = datasets.steps_per_epoch(self, batch_size, drop_last)
         slices = [slice(b * batch_size, (b + 1) * batch_size) for b in range(start_batch, steps)]
         labels = self.train_y.to(self.device)
-        for sl, x in zip(slices, self._loader(self.train_files, [perm[sl].tolist()
-                                                                  for sl in slices])):
+        for sl, x in zip(
+            slices, self._loader(self.train_files, [perm[sl].tolist() for sl in slices])
+        ):
             x = x.to(self.device, non_blocking=True)
             if draws is not None:
                 x = datasets._crop_flip(x, *(d[sl] for d in draws), padding=4)
@@ -151,22 +165,28 @@ class StreamingDataSet:
         labels = self.test_y.to(self.device)
         for idx, x in zip(slices, self._loader(self.test_files, slices)):
             x = x.to(self.device, non_blocking=True)
-            yield self.normalize(x), labels[idx[0]: idx[-1] + 1]
+            yield self.normalize(x), labels[idx[0] : idx[-1] + 1]
 
 
-def open_stream(path: str | Path, *, workers: int | None = None,
-                stats_images: int = 4096) -> StreamingDataSet:
+def open_stream(
+    path: str | Path, *, workers: int | None = None, stats_images: int = 4096
+) -> StreamingDataSet:
     """Index an ImageFolder directory or ``.zip`` for streaming (module docstring)."""
     root = Path(path).expanduser().resolve()
     if root.is_dir():
-        names = [os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
-                 for d, _, fs in os.walk(root, followlinks=True) for f in fs]
+        names = [
+            os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
+            for d, _, fs in os.walk(root, followlinks=True)
+            for f in fs
+        ]
     elif zipfile.is_zipfile(root):
         with zipfile.ZipFile(root) as z:
             names = [i.filename for i in z.infolist() if not i.is_dir()]
     else:
-        raise ValueError(f"data={str(path)!r}: stream=True needs an ImageFolder directory or "
-                         ".zip (train/<class>/*, test/<class>/*)")
+        raise ValueError(
+            f"data={str(path)!r}: stream=True needs an ImageFolder directory or "
+            ".zip (train/<class>/*, test/<class>/*)"
+        )
     reader = _Reader(root)
     found = imagefolder.layout(str(path), names, reader)
     (train_files, train_labels), (test_files, test_labels) = found["train"], found["test"]
@@ -179,9 +199,16 @@ def open_stream(path: str | Path, *, workers: int | None = None,
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 1) - 1))
     return StreamingDataSet(
-        name=root.stem, root=root, train_files=train_files, test_files=test_files,
+        name=root.stem,
+        root=root,
+        train_files=train_files,
+        test_files=test_files,
         train_y=torch.tensor(train_labels, dtype=torch.int64),
-        test_y=torch.tensor(test_labels, dtype=torch.int64), classes=tuple(found["classes"]),
-        mode=found["mode"], input_shape=tuple(int(s) for s in sample.shape[1:]), mean=mean,
-        std=std, workers=workers,
+        test_y=torch.tensor(test_labels, dtype=torch.int64),
+        classes=tuple(found["classes"]),
+        mode=found["mode"],
+        input_shape=tuple(int(s) for s in sample.shape[1:]),
+        mean=mean,
+        std=std,
+        workers=workers,
     )

@@ -1,33 +1,24 @@
-r"""Alignment metrics as pure tensor functions, and the registry of recordable metrics.
+r"""Alignment metrics as pure tensor functions, registered in :mod:`biofa.measure.registry`.
 
 Every function takes tensors and returns a 0-d tensor on the input's device: nothing here reads a
 value back to the host, so a trainer can compute metrics inside its step and move them all to the
 CPU at once (:class:`biofa.measure.record.Recorder` does that with one transfer per device).
 
 Reductions run in float64 for accuracy, except on devices without float64 support (Apple ``mps``),
-where they run in float32.
-
-The registry :data:`METRICS` maps a metric's name to its :class:`MetricInfo` (long name, CF units,
-and whether it is recorded once per run or once per projection). The recorder accepts only
-registered names and copies ``long_name`` and ``units`` onto the netCDF variable. Adding a metric
-is one decorated function::
-
-    @metric(long_name="spectral norm of W", units="1", per="projection")
-    def weight_spectral_norm(weight):
-        return torch.linalg.matrix_norm(weight.flatten(1), ord=2)
-
-or, for a value computed elsewhere, ``register_metric("grad_norm", "gradient norm", "1", "run")``.
+where they run in float32. Each decorated function is a registered metric whose ``inputs`` say
+where the probes (``weight``, ``feedback``) or the shadow pass (``delivered_error``, ...) take its
+arguments from; the training loop's own values (loss, accuracies, learning rate, wall time) are
+registered at the end of this module.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
+
+from biofa.measure.registry import METRICS, MetricInfo, metric, register_metric
 
 __all__ = [
     "METRICS",
@@ -44,80 +35,6 @@ __all__ = [
     "update_angle",
     "weight_norm",
 ]
-
-Per = Literal["run", "projection"]
-PER_KINDS = ("run", "projection")
-# Names the output schema already uses for coordinates and variables (DESIGN section 6).
-RESERVED_NAMES = frozenset(
-    {"step", "epoch", "projection", "source", "target", "op", "run_config", "status"}
-)
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """Description of a recordable metric.
-
-    Parameters
-    ----------
-    name
-        Variable name in the output file.
-    long_name
-        Human-readable description (CF ``long_name``).
-    units
-        CF units: ``"degree"``, ``"1"`` (dimensionless) or ``"s"``.
-    per
-        ``"run"``: one value per record step, dims ``(rule, seed, ..., step)``.
-        ``"projection"``: one value per projection, dims ``(rule, seed, ..., step, projection)``.
-    fn
-        The function computing it, if it is computed from tensors here; ``None`` otherwise.
-    """
-
-    name: str
-    long_name: str
-    units: str
-    per: Per
-    fn: Callable[..., Tensor] | None = None
-
-
-METRICS: dict[str, MetricInfo] = {}
-
-
-def register_metric(
-    name: str, long_name: str, units: str, per: Per, fn: Callable[..., Tensor] | None = None
-) -> MetricInfo:
-    """Register a metric so that the recorder accepts it.
-
-    Re-registering a name with identical information is a no-op; with different information it is
-    an error (two meanings for one variable name would make files ambiguous).
-
-    Returns
-    -------
-    MetricInfo
-        The registered entry.
-    """
-    if not name.isidentifier():
-        raise ValueError(f"metric name {name!r} must be a Python identifier")
-    if name in RESERVED_NAMES:
-        raise ValueError(f"metric name {name!r} is reserved by the output schema")
-    if per not in PER_KINDS:
-        raise ValueError(f"metric {name!r}: per={per!r}; allowed: {', '.join(PER_KINDS)}")
-    info = MetricInfo(name, long_name, units, per, fn)
-    old = METRICS.get(name)
-    if old is not None and (old.long_name, old.units, old.per) != (long_name, units, per):
-        raise ValueError(f"metric {name!r} is already registered as {old}")
-    if old is None or fn is not None:
-        METRICS[name] = info
-    return METRICS[name]
-
-
-def metric(*, long_name: str, units: str, per: Per) -> Callable[[Callable], Callable]:
-    """Decorator: register a tensor function as a metric under its ``__name__``."""
-
-    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        register_metric(fn.__name__, long_name, units, per, fn)
-        return fn
-
-    return deco
 
 
 def _acc_dtype(t: Tensor) -> torch.dtype:
@@ -163,7 +80,11 @@ def angle(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(ok, torch.rad2deg(theta), torch.full_like(theta, math.nan))
 
 
-@metric(long_name="angle between feedback and forward weights", units="degree", per="projection")
+@metric(
+    long_name="angle between feedback and forward weights",
+    units="degree",
+    inputs=("weight", "feedback"),
+)
 def feedback_angle(weight: Tensor, feedback: Tensor) -> Tensor:
     r"""Angle (degrees) between the effective feedback tensor :math:`B` and the weight :math:`W`.
 
@@ -175,7 +96,9 @@ def feedback_angle(weight: Tensor, feedback: Tensor) -> Tensor:
 
 
 @metric(
-    long_name="angle between delivered error and backprop error", units="degree", per="projection"
+    long_name="angle between delivered error and backprop error",
+    units="degree",
+    inputs=("delivered_error", "reference_error"),
 )
 def error_angle(delivered: Tensor, reference: Tensor) -> Tensor:
     r"""Angle (degrees) between the error a rule delivers to a layer, :math:`\delta_\text{rule}`,
@@ -188,7 +111,9 @@ def error_angle(delivered: Tensor, reference: Tensor) -> Tensor:
 
 
 @metric(
-    long_name="angle between weight update and backprop gradient", units="degree", per="projection"
+    long_name="angle between weight update and backprop gradient",
+    units="degree",
+    inputs=("update", "reference_update"),
 )
 def update_angle(update: Tensor, reference_grad: Tensor) -> Tensor:
     r"""Angle (degrees) between a rule's weight update :math:`\Delta W` and backprop's gradient
@@ -197,7 +122,11 @@ def update_angle(update: Tensor, reference_grad: Tensor) -> Tensor:
     return angle(update, reference_grad)
 
 
-@metric(long_name="sign concordance of feedback with weights", units="1", per="projection")
+@metric(
+    long_name="sign concordance of feedback with weights",
+    units="1",
+    inputs=("weight", "feedback"),
+)
 def sign_concordance(weight: Tensor, feedback: Tensor) -> Tensor:
     r"""Fraction of entries whose feedback sign matches the weight sign.
 
@@ -228,19 +157,19 @@ def frobenius_norm(t: Tensor) -> Tensor:
     return torch.linalg.vector_norm(t.detach().reshape(-1).to(_acc_dtype(t)))
 
 
-@metric(long_name="Frobenius norm of forward weights", units="1", per="projection")
+@metric(long_name="Frobenius norm of forward weights", units="1", inputs=("weight",))
 def weight_norm(weight: Tensor) -> Tensor:
     r""":math:`\lVert W\rVert_F` (see :func:`frobenius_norm`)."""
     return frobenius_norm(weight)
 
 
-@metric(long_name="Frobenius norm of effective feedback", units="1", per="projection")
+@metric(long_name="Frobenius norm of effective feedback", units="1", inputs=("feedback",))
 def feedback_norm(feedback: Tensor) -> Tensor:
     r""":math:`\lVert B\rVert_F` of the effective feedback (see :func:`frobenius_norm`)."""
     return frobenius_norm(feedback)
 
 
-@metric(long_name="Frobenius norm of feedback update", units="1", per="projection")
+@metric(long_name="Frobenius norm of feedback update", units="1", inputs=("feedback_update",))
 def feedback_update_norm(update: Tensor) -> Tensor:
     r""":math:`\lVert g_B\rVert_F` of the pseudo-gradient a rule gives its learned feedback tensors
     for the batch: the update direction before the learning rate (:mod:`biofa.measure.shadow`)."""

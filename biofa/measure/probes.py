@@ -1,14 +1,13 @@
-"""Per-projection alignment probes of a compiled circuit, for the Recorder.
+"""Per-projection probes of a compiled circuit at a record step, for the Recorder.
 
-Each weighted projection is a slice of its group's batched weight
-(:class:`~biofa.nn.compiler.Slice`);
-the probes compare that slice of ``W`` with the same slice of the rule's effective feedback
-using
-the pure functions of :mod:`biofa.measure.metrics`. Everything stays on the device (0-d tensors);
-the
-Recorder moves it to the host once per record step. Projections that send no error (out of the
-input area, or out of an area a direct rule feeds) and direct rules, whose feedback has no ``W``
-shape, have no feedback metrics (NaN in the output).
+Each weighted projection is a slice ``W[:, start:stop]`` of its group's batched weight
+(:class:`~biofa.nn.group.Slice`); the probes hand that slice, the same slice of the rule's
+effective feedback and the rule's tensors (:class:`~biofa.measure.registry.ProjectionInputs`) to
+every registered projection metric, and add the values a :class:`~biofa.rules.Probes` rule
+reports for itself. Everything stays on the device (0-d tensors); the Recorder moves it to the
+host once per record step. Projections that send no error (out of the input area, or out of an
+area a direct rule feeds) have no effective feedback, and their feedback metrics are not recorded
+(NaN in the output).
 """
 
 from __future__ import annotations
@@ -16,37 +15,53 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from biofa.measure import metrics
-from biofa.nn.compiler import CompiledCircuit
-from biofa.rules._base import overrides
+from biofa.measure.registry import ProjectionInputs, RunInputs, computed, registered
+from biofa.nn import CompiledCircuit
+from biofa.rules import Probes
+
+__all__ = ["projection_metrics", "run_metrics"]
 
 
 def projection_metrics(model: CompiledCircuit) -> dict[str, dict[str, Tensor]]:
-    """``{metric: {projection: value}}`` for weight/feedback norms, feedback angle, concordance."""
-    out: dict[str, dict[str, Tensor]] = {
-        "weight_norm": {},
-        "feedback_norm": {},
-        "feedback_angle": {},
-        "sign_concordance": {},
-    }
+    """``{metric: {projection: value}}`` for every registered projection metric and every metric
+    a :class:`~biofa.rules.Probes` rule declares."""
+    declared = registered()
+    metrics = computed(ProjectionInputs)
+    out: dict[str, dict[str, Tensor]] = {m.name: {} for m in metrics}
     with torch.no_grad():
         for group in model.groups.values():
             weight = group.weight.detach()
             # no error is sent to the input area, so there is no feedback to measure there
             sends = group.send_error and any(src != model.order[0] for src in group.sources)
             feedback = group.effective_feedback() if sends else None
-            extra = sends and overrides(group.rule, "probe")
-            fb = {k: v.detach() for k, v in group.feedback.items()} if extra else {}
+            if feedback is not None and feedback.shape != weight.shape:
+                feedback = None
+            fb = {k: v.detach() for k, v in group.feedback.items()}
+            probed = sends and isinstance(group.rule, Probes)
             for s in group.slices:
-                w = weight[:, s.start : s.stop]
-                out["weight_norm"][s.projection] = metrics.frobenius_norm(w)
-                if extra:  # the rule's own metrics (e.g. PFA's intermediate population)
+                inputs = ProjectionInputs(
+                    weight[:, s.start : s.stop],
+                    None if feedback is None else feedback[:, s.start : s.stop],
+                    fb,
+                )
+                for m in metrics:
+                    value = m.compute(inputs)
+                    if value is not None:
+                        out[m.name][s.projection] = value
+                if probed:  # the rule's own metrics (e.g. PFA's intermediate population)
                     for name, value in group.rule.probe(weight, fb, s.start, s.stop).items():
+                        if name not in declared:
+                            raise ValueError(
+                                f"rule {group.rule.name!r} probed {name!r}, which it does not "
+                                "declare in its `metrics`"
+                            )
                         out.setdefault(name, {})[s.projection] = value
-                if feedback is None or feedback.shape != weight.shape:
-                    continue
-                b = feedback[:, s.start : s.stop]
-                out["feedback_norm"][s.projection] = metrics.frobenius_norm(b)
-                out["feedback_angle"][s.projection] = metrics.feedback_angle(w, b)
-                out["sign_concordance"][s.projection] = metrics.sign_concordance(w, b)
-    return out
+    return {name: values for name, values in out.items() if values}
+
+
+def run_metrics(model: CompiledCircuit, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """``{metric: value}`` for every registered run metric computed from
+    :class:`~biofa.measure.registry.RunInputs` (the model and the step's batch)."""
+    inputs = RunInputs(model, x, y)
+    values = {m.name: m.compute(inputs) for m in computed(RunInputs)}
+    return {name: value for name, value in values.items() if value is not None}

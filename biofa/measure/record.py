@@ -11,9 +11,8 @@ Schema of the file (DESIGN section 6)::
     attrs   Conventions, title, source, biofa_version, created, status, + the ones passed in
 
 Only metrics that were recorded at least once become variables; each carries ``long_name`` and
-``units`` from :data:`biofa.measure.metrics.METRICS`. Writes are atomic (temporary file in the
-target
-directory, then :func:`os.replace`) and compressed (zlib level 4).
+``units`` from the metric registry (:mod:`biofa.measure.registry`). Writes are atomic (temporary
+file in the target directory, then :func:`os.replace`) and compressed (zlib level 4).
 """
 
 from __future__ import annotations
@@ -32,12 +31,13 @@ import numpy as np
 import torch
 import xarray as xr
 
+from biofa import rules
 from biofa._version import __version__
-from biofa.measure.metrics import METRICS, RESERVED_NAMES
+from biofa.measure.registry import RESERVED_NAMES, registered
 
 if TYPE_CHECKING:
     from biofa.circuit import Circuit
-    from biofa.nn.compiler import CompiledCircuit
+    from biofa.nn import CompiledCircuit
     from biofa.train.config import Train
 
 __all__ = ["Recorder", "run_recorder", "write_netcdf"]
@@ -124,7 +124,7 @@ class Recorder:
         self.coords: dict[str, str | bool | int | float] = {}
         for key in order:
             value = coords[key]
-            if key in RESERVED_NAMES or key in METRICS:
+            if key in RESERVED_NAMES or key in registered():
                 raise ValueError(f"coords: {key!r} is reserved by the output schema")
             if not isinstance(value, _COORD_TYPES):
                 raise ValueError(
@@ -141,9 +141,10 @@ class Recorder:
         self._proj: dict[str, list[list[float]]] = {}  # name -> [row][projection]
 
     def _check_name(self, name: str, per: str) -> None:
-        info = METRICS.get(name)
+        known = registered()
+        info = known.get(name)
         if info is None:
-            raise ValueError(f"unknown metric {name!r}; registered: {', '.join(sorted(METRICS))}")
+            raise ValueError(f"unknown metric {name!r}; registered: {', '.join(sorted(known))}")
         if info.per != per:
             where = "values" if info.per == "run" else "per_projection"
             raise ValueError(f"metric {name!r} is per {info.per!r}: pass it in {where}=")
@@ -271,7 +272,7 @@ class Recorder:
 
     @staticmethod
     def _var_attrs(name: str) -> dict[str, str]:
-        info = METRICS[name]
+        info = registered()[name]
         return {"long_name": info.long_name, "units": info.units}
 
     def write(self, path: str | os.PathLike, status: str = "complete") -> Path:
@@ -303,7 +304,7 @@ class Recorder:
             raise ValueError(
                 f"recorder state has projections {projections}, this run has {self.projections}"
             )
-        unknown = [n for n in (*state["run"], *state["proj"]) if n not in METRICS]
+        unknown = [n for n in (*state["run"], *state["proj"]) if n not in registered()]
         if unknown:
             raise ValueError(f"recorder state has unregistered metrics {unknown}")
         self._steps = [int(s) for s in state["steps"]]
@@ -353,7 +354,7 @@ def run_recorder(
         projections=[
             (s.projection, s.source, s.target, s.op) for s, _ in model.projection_slices()
         ],
-        coords=dict(coords or {"rule": "+".join(circuit.rules_used()), "seed": train.seed}),
+        coords=dict(coords or {"rule": "+".join(rules.used_by(circuit)), "seed": train.seed}),
         run_config=dict(run_config or {"circuit": circuit.name, "train": asdict(train)}),
         attrs={
             "title": f"biofa run of circuit {circuit.name}",

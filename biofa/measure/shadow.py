@@ -6,7 +6,8 @@ forward pass of the *current* weights (after the step's update: the weights
 also measures) and differentiates its loss twice with :func:`torch.autograd.grad`:
 
 1. with the rules as compiled (what training does), and
-2. exactly, under :class:`biofa.nn.ops.exact_gradients`: every projection sends the error back
+2. exactly, under the model's :meth:`~biofa.nn.CompiledCircuit.exact_gradients`: every
+   projection sends the error back
    through ``W`` itself and direct pathways pass the true error through -- backprop's gradient of
    the same loss, for the same batch, weights and batch-norm statistics.
 
@@ -55,9 +56,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from biofa.measure import metrics
-from biofa.nn.compiler import CompiledCircuit
-from biofa.nn.ops import exact_gradients
+from biofa.measure.registry import ShadowInputs, computed
+from biofa.nn import CompiledCircuit
 
 __all__ = ["Gradients", "frozen_batch_norm", "shadow_backward", "shadow_metrics"]
 
@@ -88,7 +88,7 @@ class Gradients:
     errors: dict[str, Tensor | None]
     #: group key -> ``dL/dW`` of the group's batched weight ``W`` (``None``: none)
     weights: dict[str, Tensor | None]
-    #: group key, or ``"direct:<area>"`` -> pseudo-gradients of its learned feedback tensors
+    #: group key, or ``"hook:<area>"`` -> pseudo-gradients of its learned feedback tensors
     feedback: dict[str, list[Tensor]] = field(default_factory=dict)
 
 
@@ -107,7 +107,7 @@ def shadow_backward(
     loss_scale: float = 1.0,
 ) -> tuple[Gradients, Gradients]:
     """One forward of ``model`` on ``(x, y)`` and two ``autograd.grad`` backwards of its loss:
-    with the rules, then exactly (:class:`biofa.nn.ops.exact_gradients`). Touches no state.
+    with the rules, then exactly (``model.exact_gradients()``). Touches no state.
 
     Returns
     -------
@@ -137,9 +137,9 @@ def shadow_backward(
             for p in g.feedback.values()
             if p.requires_grad
         ] + [
-            (f"direct:{area}", p)
-            for area, d in model.direct.items()
-            for p in d.feedback.values()
+            (f"hook:{area}", p)
+            for area, h in model.hooks.items()
+            for p in h.feedback.values()
             if p.requires_grad
         ]
         with torch.enable_grad():
@@ -161,7 +161,7 @@ def shadow_backward(
             grads = torch.autograd.grad(
                 loss, inputs + [p for _, p in learned], allow_unused=True, retain_graph=True
             )
-            with exact_gradients():
+            with model.exact_gradients():
                 reference = torch.autograd.grad(loss, inputs, allow_unused=True)
 
     def unpack(gs: tuple) -> Gradients:
@@ -193,8 +193,9 @@ def shadow_metrics(
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     loss_scale: float = 1.0,
 ) -> dict[str, dict[str, Tensor]]:
-    """``{metric: {projection: 0-d tensor}}`` for ``error_angle``, ``update_angle`` and, when
-    the circuit learns feedback tensors, ``feedback_update_norm`` (module docstring).
+    """``{metric: {projection: 0-d tensor}}`` for every registered shadow metric
+    (:class:`~biofa.measure.registry.ShadowInputs`: ``error_angle``, ``update_angle`` and, when
+    the circuit learns feedback tensors, ``feedback_update_norm``; module docstring).
 
     Parameters
     ----------
@@ -206,36 +207,42 @@ def shadow_metrics(
         A factory of the autocast context the training step runs its forward in.
     loss_scale
         Multiplies the loss before the backward (the fp16 gradient scaler's scale, so small
-        gradients do not underflow); angles do not depend on it, norms are divided by it.
+        gradients do not underflow); angles do not depend on it, the feedback update is divided
+        by it.
     """
     rule, exact = shadow_backward(model, x, y, autocast=autocast, loss_scale=loss_scale)
-    rule_err, rule_w, rule_fb = rule.errors, rule.weights, rule.feedback
-    bp_err, bp_w = exact.errors, exact.weights
-    out: dict[str, dict[str, Tensor]] = {"error_angle": {}, "update_angle": {}}
-    if rule_fb:
-        out["feedback_update_norm"] = {}
+    metrics = computed(ShadowInputs)
+    out: dict[str, dict[str, Tensor]] = {m.name: {} for m in metrics}
+    per_area: dict[tuple[str, str], Tensor | None] = {}  # metrics of an area's error alone
     with torch.no_grad():
-        error_angles = {
-            area: metrics.error_angle(er, bp_err[area])
-            for area, er in rule_err.items()
-            if er is not None and bp_err.get(area) is not None
-        }
         for key, group in model.groups.items():
-            gr, gb = rule_w.get(key), bp_w.get(key)
+            gr, gb = rule.weights.get(key), exact.weights.get(key)
             for s in group.slices:
-                if gr is not None and gb is not None:
-                    out["update_angle"][s.projection] = metrics.update_angle(
-                        gr[:, s.start : s.stop], gb[:, s.start : s.stop]
-                    )
-                if s.source in error_angles:  # the error at the source area's output
-                    out["error_angle"][s.projection] = error_angles[s.source]
                 parts = [
                     _fb_slice(g, gr.shape if gr is not None else g.shape, s.start, s.stop)
-                    for g in rule_fb.get(key, [])
-                ] + rule_fb.get(f"direct:{s.source}", [])
-                if parts:
-                    norm = metrics.feedback_update_norm(torch.cat([t.reshape(-1) for t in parts]))
-                    out["feedback_update_norm"][s.projection] = (
-                        norm if loss_scale == 1.0 else norm / loss_scale
-                    )
-    return out
+                    for g in rule.feedback.get(key, [])
+                ] + rule.feedback.get(f"hook:{s.source}", [])
+                update = torch.cat([t.reshape(-1) for t in parts]) if parts else None
+                if update is not None and loss_scale != 1.0:
+                    update = update / loss_scale
+                both = gr is not None and gb is not None
+                inputs = ShadowInputs(
+                    rule.errors.get(s.source),  # the error at the source area's output
+                    exact.errors.get(s.source),
+                    gr[:, s.start : s.stop] if both else None,
+                    gb[:, s.start : s.stop] if both else None,
+                    update,
+                )
+                for m in metrics:
+                    if set(m.inputs) <= _AREA_ERRORS:  # shared by projections of one source
+                        if (m.name, s.source) not in per_area:
+                            per_area[m.name, s.source] = m.compute(inputs)
+                        value = per_area[m.name, s.source]
+                    else:
+                        value = m.compute(inputs)
+                    if value is not None:
+                        out[m.name][s.projection] = value
+    return {name: values for name, values in out.items() if values}
+
+
+_AREA_ERRORS = {"delivered_error", "reference_error"}

@@ -45,6 +45,7 @@ backpropagation?*, AAAI (arXiv:1510.05067). Moskovitz, T. H., Litwin-Kumar, A. &
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, ClassVar
 
@@ -67,9 +68,9 @@ def column_sumsq(t: Tensor) -> Tensor:
     return t.pow(2).sum(dim=dims)
 
 
-def slices_of(weight: Tensor, context: FeedbackContext | None) -> list[tuple[int, int]]:
-    """The projections' ``(start, stop)`` along the input dim (one slice without a context)."""
-    if context is None or not context.slices:
+def slices_of(weight: Tensor, context: FeedbackContext) -> list[tuple[int, int]]:
+    """The projections' ``(start, stop)`` along the input dim."""
+    if not context.slices:
         return [(0, weight.shape[1])]
     return [(start, stop) for _, start, stop in context.slices]
 
@@ -97,9 +98,9 @@ def projection_sumsq(t: Tensor, segments: Tensor) -> Tensor:
 
 
 class SignConcordantRule(FeedbackRule):
-    """Base of the sign-concordant rules; subclasses set ``magnitudes`` (and ``sigma``)."""
+    """Base of the sign-concordant rules (abstract); subclasses give ``magnitudes`` (and
+    ``sigma``)."""
 
-    supports: ClassVar[frozenset[str]] = frozenset({"linear", "conv2d"})
     defaults: ClassVar[dict[str, Any]] = {"scale": 1.0, "norm": "none", "concordance": 1.0}
     #: +1, or -1 for a rule whose every feedback sign is reversed
     sigma: ClassVar[float] = 1.0
@@ -132,13 +133,13 @@ class SignConcordantRule(FeedbackRule):
         """Fixed tensors the magnitudes need (none for uSF)."""
         return {}
 
+    @abc.abstractmethod
     def magnitudes(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor | None:
         """``M`` for the current ``W`` (``None``: all ones)."""
-        return None
 
     # -- the contract --------------------------------------------------------------------------
     def init_feedback(
-        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext | None = None
+        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
     ) -> dict[str, Feedback]:
         slices = slices_of(weight, context)
         fb = self.init_magnitudes(weight, generator)

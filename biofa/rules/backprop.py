@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from biofa.rules import register
-from biofa.rules._base import FeedbackRule
+from biofa.rules._base import FeedbackRule, NativeBackward
+from biofa.rules.registry import register
 
 
 @register
-class Backprop(FeedbackRule):
+class Backprop(FeedbackRule, NativeBackward):
     """Backpropagation: the error returns through the forward weights (B = W)."""
 
     name = "backprop"

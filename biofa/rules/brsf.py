@@ -31,9 +31,9 @@ import math
 import torch
 from torch import Tensor
 
-from biofa.rules import register
 from biofa.rules._base import Feedback
 from biofa.rules._sign_concordant import SignConcordantRule
+from biofa.rules.registry import register
 
 _M32 = 0xFFFFFFFF
 

@@ -47,15 +47,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from biofa.rules import register
 from biofa.rules._base import (
     Feedback,
     FeedbackContext,
     FeedbackRule,
     LocalSignals,
-    fan_in,
     he_normal,
 )
+from biofa.rules.registry import register
 
 
 @register
@@ -86,25 +85,20 @@ class DaleFeedback(FeedbackRule):
         self,
         weight: Tensor,
         generator: torch.Generator,
-        context: FeedbackContext | None = None,
+        context: FeedbackContext,
     ) -> dict[str, Feedback]:
-        v = he_normal(weight.shape, fan_in(weight), generator, self.options["gain"]).abs()
+        v = he_normal(weight.shape, context.fan_in, generator, self.options["gain"]).abs()
         sign = self._row_signs(weight.shape[0], context).view(-1, *([1] * (weight.dim() - 1)))
         return {
             "V": Feedback(v.to(weight.device, weight.dtype), learned=self.options["learned"]),
             "sign": Feedback(sign.to(weight.device, weight.dtype)),
         }
 
-    def _row_signs(self, rows: int, context: FeedbackContext | None) -> Tensor:
+    def _row_signs(self, rows: int, context: FeedbackContext) -> Tensor:
         f = self.options["inhibitory"]
         if f is not None:
             inh = int(round(f * rows))
             return torch.tensor([1.0] * (rows - inh) + [-1.0] * inh)
-        if context is None:
-            raise ValueError(
-                "rule 'dale_feedback' needs the upper area's populations: build the "
-                "network with biofa.nn.compiler, or give inhibitory=<fraction>"
-            )
         if len(context.out_signs) != rows or 0 in context.out_signs:
             pathways = ", ".join(f"{context.upper}->{lower}" for lower in context.lowers)
             raise ValueError(

@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from biofa.rules import register
-from biofa.rules._base import DirectFeedbackRule, Feedback, he_normal
+from biofa.rules._base import AreaContext, DirectFeedbackRule, Feedback, he_normal
+from biofa.rules.registry import register
 
 
 @register
@@ -34,12 +34,10 @@ class DirectFeedbackAlignment(DirectFeedbackRule):
     defaults = {"gain": 1.0}
 
     def init_feedback(
-        self, area_shape: tuple[int, ...], num_classes: int, generator: torch.Generator
+        self, context: AreaContext, generator: torch.Generator
     ) -> dict[str, Feedback]:
-        size = math.prod(area_shape)
-        return {
-            "B": Feedback(he_normal((num_classes, size), size, generator, self.options["gain"]))
-        }
+        size, classes = math.prod(context.shape), context.num_classes
+        return {"B": Feedback(he_normal((classes, size), size, generator, self.options["gain"]))}
 
     def deliver(
         self, output_error: Tensor, fb: dict[str, Tensor], area_shape: tuple[int, ...]

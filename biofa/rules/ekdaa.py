@@ -73,12 +73,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from biofa.rules import register
-from biofa.rules._base import Feedback, FeedbackRule, LocalSignals, he_normal_like
+from biofa.rules._base import (
+    CrossesNonlinearity,
+    Feedback,
+    FeedbackContext,
+    FeedbackRule,
+    LocalSignals,
+    he_normal_like,
+)
+from biofa.rules.registry import register
 
 
 @register
-class ErrorKernels(FeedbackRule):
+class ErrorKernels(FeedbackRule, CrossesNonlinearity):
     """EKDAA: learned error kernels carry error maps; targets replace activation derivatives."""
 
     name = "ekdaa"
@@ -95,11 +102,13 @@ class ErrorKernels(FeedbackRule):
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{where}: {key}={value!r} for rule 'ekdaa' must be >= 0")
 
-    def init_feedback(self, weight: Tensor, generator: torch.Generator) -> dict[str, Feedback]:
+    def init_feedback(
+        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
+    ) -> dict[str, Feedback]:
         if self.options["init"] == "copy":
             e = weight.detach().clone()
         else:
-            e = he_normal_like(weight, generator, self.options["gain"])
+            e = he_normal_like(weight, generator, self.options["gain"], context)
         return {"E": Feedback(e, learned=True)}
 
     def effective_feedback(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:

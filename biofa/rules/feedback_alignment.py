@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from biofa.rules import register
-from biofa.rules._base import Feedback, FeedbackRule, he_normal_like
+from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule, he_normal_like
+from biofa.rules.registry import register
 
 
 @register
@@ -33,8 +33,10 @@ class FeedbackAlignment(FeedbackRule):
     name = "feedback_alignment"
     defaults = {"gain": math.sqrt(2.0)}
 
-    def init_feedback(self, weight: Tensor, generator: torch.Generator) -> dict[str, Feedback]:
-        b = he_normal_like(weight, generator, self.options["gain"])
+    def init_feedback(
+        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
+    ) -> dict[str, Feedback]:
+        b = he_normal_like(weight, generator, self.options["gain"], context)
         return {"B": Feedback(b, learned=False)}
 
     def effective_feedback(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:

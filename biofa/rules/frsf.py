@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from biofa.rules import register
 from biofa.rules._base import Feedback
 from biofa.rules._sign_concordant import SignConcordantRule, half_normal
+from biofa.rules.registry import register
 
 
 @register

@@ -58,13 +58,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from biofa.rules import register
 from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals, he_normal_like
+from biofa.rules.registry import register
 
 
-def column_signs(weight: Tensor, context: FeedbackContext | None) -> Tensor | None:
+def column_signs(weight: Tensor, context: FeedbackContext) -> Tensor | None:
     """``W``'s per-input-column signs shaped to broadcast over it, or ``None`` if all are 0."""
-    if context is None or not any(context.in_signs):
+    if not any(context.in_signs):
         return None
     s = torch.tensor(context.in_signs, dtype=weight.dtype, device=weight.device)
     return s.view(1, -1, *([1] * (weight.dim() - 2)))
@@ -99,9 +99,9 @@ class KolenPollack(FeedbackRule):
             )
 
     def init_feedback(
-        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext | None = None
+        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
     ) -> dict[str, Feedback]:
-        b = he_normal_like(weight, generator, self.options["gain"])
+        b = he_normal_like(weight, generator, self.options["gain"], context)
         sign = column_signs(weight, context) if self.options["signs"] == "forward" else None
         if sign is None:
             return {"B": Feedback(b, learned=True)}

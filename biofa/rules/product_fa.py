@@ -53,7 +53,7 @@ Options (``feedback(..., rule="product_fa", expansion=10, ...)``):
   ``R = s |V|`` with ``V`` the learned tensor, pseudo-gradient ``s sign(V) g_R``. Sign-constrained
   rows keep ``R``'s part of ``B^T W`` with their sign; since ``E[b (b^T w)_+] = E[b b^T] w / 2``
   the product stays aligned with ``W`` in expectation.
-* ``gain`` (default ``sqrt(2)``): ``R_ij ~ N(0, gain^2 / fan_in(W))`` (sign-folded for E/I), so
+* ``gain`` (default ``sqrt(2)``): ``R_ij ~ N(0, gain^2 / fan_in)`` (sign-folded for E/I), so
   ``B R`` starts at feedback alignment's scale (the reference code draws ``R`` Xavier-uniform, as
   its ``W``; biofa draws forward weights He-normal).
 
@@ -96,22 +96,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from biofa.measure import metrics
-from biofa.rules import register
-from biofa.rules._base import Feedback, FeedbackRule, LocalSignals, fan_in
-
-metrics.register_metric(
-    "pfa_b_norm",
-    "Frobenius norm of PFA's fixed B (upper area to intermediate population)",
-    "1",
-    "projection",
+from biofa.kinds import DenseOp
+from biofa.rules._base import (
+    CustomErrorPath,
+    Feedback,
+    FeedbackContext,
+    FeedbackRule,
+    LocalSignals,
+    Probes,
+    RuleMetric,
 )
-metrics.register_metric(
-    "pfa_r_norm",
-    "Frobenius norm of PFA's learned R (intermediate population to this projection's source)",
-    "1",
-    "projection",
-)
+from biofa.rules.registry import register
 
 KINDS = ("Units", "E", "I", "EI")
 B_INITS = ("random", "orthogonal", "identity")
@@ -126,10 +121,20 @@ def intermediate_signs(size: int, kind: str, inhibitory: float) -> Tensor:
 
 
 @register
-class ProductFeedbackAlignment(FeedbackRule):
+class ProductFeedbackAlignment(FeedbackRule, CustomErrorPath, Probes):
     """PFA: error goes back through a fixed B into an intermediate population, then a learned R."""
 
     name = "product_fa"
+    metrics = (
+        RuleMetric(
+            "pfa_b_norm", "Frobenius norm of PFA's fixed B (upper area to intermediate population)"
+        ),
+        RuleMetric(
+            "pfa_r_norm",
+            "Frobenius norm of PFA's learned R (intermediate population to this projection's "
+            "source)",
+        ),
+    )
     defaults = {
         "expansion": 10,
         "size": 0,
@@ -166,7 +171,9 @@ class ProductFeedbackAlignment(FeedbackRule):
             return out
         return self.options["size"] or self.options["expansion"] * out
 
-    def init_feedback(self, weight: Tensor, generator: torch.Generator) -> dict[str, Feedback]:
+    def init_feedback(
+        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
+    ) -> dict[str, Feedback]:
         out = weight.shape[0]
         k = self.size(out)
         kind = self.options["b_init"]
@@ -183,7 +190,7 @@ class ProductFeedbackAlignment(FeedbackRule):
         else:
             bound = math.sqrt(3.0 / k)
             b = (torch.rand(out, k, generator=generator) * 2.0 - 1.0) * bound
-        std = self.options["gain"] / math.sqrt(fan_in(weight))
+        std = self.options["gain"] / math.sqrt(context.fan_in)
         r = torch.randn((k, *weight.shape[1:]), generator=generator) * std
         signs = intermediate_signs(k, self.options["intermediate"], self.options["inhibitory"])
         like = {"device": weight.device, "dtype": weight.dtype}
@@ -217,7 +224,7 @@ class ProductFeedbackAlignment(FeedbackRule):
         op: Any,
         input_shape: tuple[int, ...],
     ) -> Tensor | None:
-        if op.kind != "linear":
+        if not isinstance(op, DenseOp):
             return None
         n, (out, inp), k = grad_output.shape[0], weight.shape, fb["B"].shape[1]
         if n * k * (out + inp) >= out * k * inp:
@@ -239,6 +246,12 @@ class ProductFeedbackAlignment(FeedbackRule):
     ) -> dict[str, Tensor]:
         r = self._r(fb)
         return {
-            "pfa_b_norm": metrics.frobenius_norm(fb["B"]),
-            "pfa_r_norm": metrics.frobenius_norm(r[:, start:stop]),
+            "pfa_b_norm": _norm(fb["B"]),
+            "pfa_r_norm": _norm(r[:, start:stop]),
         }
+
+
+def _norm(t: Tensor) -> Tensor:
+    """Frobenius norm in float64 (float32 on ``mps``), as :func:`biofa.measure.metrics` takes it."""
+    dtype = torch.float32 if t.device.type == "mps" else torch.float64
+    return torch.linalg.vector_norm(t.detach().reshape(-1).to(dtype))

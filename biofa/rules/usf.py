@@ -39,8 +39,10 @@ backpropagation?*, AAAI (arXiv:1510.05067). Moskovitz, T. H., Litwin-Kumar, A. &
 
 from __future__ import annotations
 
-from biofa.rules import register
+from torch import Tensor
+
 from biofa.rules._sign_concordant import SignConcordantRule
+from biofa.rules.registry import register
 
 
 @register
@@ -48,3 +50,6 @@ class UniformSignConcordant(SignConcordantRule):
     """uSF: the error returns through sign(W) with one uniform magnitude (Liao et al. 2016)."""
 
     name = "usf"
+
+    def magnitudes(self, weight: Tensor, fb: dict[str, Tensor]) -> None:
+        return None  # one uniform magnitude

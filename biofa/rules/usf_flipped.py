@@ -16,8 +16,10 @@ backpropagation?*, AAAI (arXiv:1510.05067).
 
 from __future__ import annotations
 
-from biofa.rules import register
+from torch import Tensor
+
 from biofa.rules._sign_concordant import SignConcordantRule
+from biofa.rules.registry import register
 
 
 @register
@@ -27,3 +29,6 @@ class FlippedSignFeedback(SignConcordantRule):
     name = "usf_flipped"
     defaults = {"scale": 1.0, "norm": "none"}
     sigma = -1.0
+
+    def magnitudes(self, weight: Tensor, fb: dict[str, Tensor]) -> None:
+        return None  # one uniform magnitude

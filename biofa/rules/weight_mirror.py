@@ -58,8 +58,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from biofa.rules import register
-from biofa.rules._base import Feedback, FeedbackRule, fan_in, he_normal
+from biofa.rules._base import AfterStep, Feedback, FeedbackContext, FeedbackRule, he_normal
+from biofa.rules.registry import register
 
 
 def mirror_step(
@@ -82,7 +82,7 @@ def mirror_step(
 
 
 @register
-class WeightMirror(FeedbackRule):
+class WeightMirror(FeedbackRule, AfterStep):
     """Weight mirror: B learns W from the correlation of injected noise in a mirror phase."""
 
     name = "weight_mirror"
@@ -122,8 +122,10 @@ class WeightMirror(FeedbackRule):
         decay = o["decay"] if o["decay"] >= 0 else o["noise"] ** 2
         return {"batch": o["batch"], "noise": o["noise"], "lr": o["lr"], "decay": decay}
 
-    def init_feedback(self, weight: Tensor, generator: torch.Generator) -> dict[str, Feedback]:
-        b = he_normal(weight.shape, fan_in(weight), generator, self.options["gain"])
+    def init_feedback(
+        self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
+    ) -> dict[str, Feedback]:
+        b = he_normal(weight.shape, context.fan_in, generator, self.options["gain"])
         w = weight.detach().float().cpu()
         for _ in range(self.options["warmup"]):
             mirror_step(b, w, generator, **self._kwargs)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from biofa.nn.compiler import CompiledCircuit
+from biofa.nn import CompiledCircuit
 from biofa.spiking.calibrate import fit
 from biofa.spiking.plan import Connection, Plan, Population
 from biofa.spiking.rates import RateTrace
@@ -40,10 +40,10 @@ def feedback_matrices(plan: Plan, model: CompiledCircuit) -> list[tuple[str, str
             if s.source != plan.input_area:  # the input receives no error
                 out.append((s.target, s.source, b[:, s.start : s.stop], f"{s.target}->{s.source}"))
     classes = model.num_classes
-    for lower, pathway in model.direct.items():
-        fb = dict(pathway.feedback.items())
+    for lower, hook in model.hooks.items():
+        fb = dict(hook.feedback.items())
         with torch.no_grad():
-            b = pathway.rule.deliver(torch.eye(classes), fb, tuple(model.shapes[lower].out))
+            b = hook.hook.deliver(torch.eye(classes), fb, tuple(model.shapes[lower].out))
         out.append(
             (
                 plan.readout_area,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from biofa.nn.compiler import CompiledCircuit
+from biofa.nn import CompiledCircuit
 from biofa.spiking.calibrate import Calibration, fit, rate_function
 from biofa.spiking.neurons import READOUT_MODEL, NeuronModel
 from biofa.spiking.rates import RateTrace
@@ -232,9 +232,7 @@ def build_plan(
     if feedback:
         from biofa.spiking.feedback import add_feedback
 
-        add_feedback(
-            plan, model, error_trace or trace, rate, max_rate, percentile, error_synapses
-        )
+        add_feedback(plan, model, error_trace or trace, rate, max_rate, percentile, error_synapses)
     return plan
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from biofa.nn.compiler import CompiledCircuit
+from biofa.nn import CompiledCircuit
 
 
 @dataclass

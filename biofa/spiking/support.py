@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from biofa.circuit.projections import Dense
-from biofa.nn.compiler import CompiledCircuit
-from biofa.rules import FeedbackRule
+from biofa.kinds import Dense
+from biofa.nn import CompiledCircuit
+from biofa.rules import CrossingHook
 
 SUPPORTED = (
     "supported: dense circuits (dense() projections, dense(flatten=True) from the input) of "
@@ -74,29 +74,31 @@ def _neurons(model: CompiledCircuit) -> int:
 
 def _custom_crossings(model: CompiledCircuit) -> list[str]:
     """Rules that replace f'(a) when the error crosses a nonlinearity (the spiking gate is f')."""
-    base = getattr(FeedbackRule, "cross_nonlinearity", None)
-    return [
-        f"rule {g.rule.name!r} (projection group {g.name!r}) replaces the derivative of the "
-        "nonlinearity on the way back, which the spiking error gate does not model"
-        for g in model.groups.values()
-        if base is not None and getattr(type(g.rule), "cross_nonlinearity", base) is not base
-    ]
+    problems = []
+    for name, area in model.areas.items():
+        if isinstance(area.crossing, CrossingHook):
+            used = sorted({g.rule.name for g in model.groups.values() if name in g.sources})
+            problems.append(
+                f"area {name!r}: rule {', '.join(used)} replaces the derivative of the "
+                "nonlinearity on the way back, which the spiking error gate does not model"
+            )
+    return problems
 
 
 def _direct_rules_linear(model: CompiledCircuit) -> list[str]:
     """Direct rules must deliver ``e @ B`` for some matrix ``B``: check on random errors."""
     problems = []
     gen = torch.Generator().manual_seed(0)
-    for lower, pathway in model.direct.items():
-        fb = dict(pathway.feedback.items())
+    for lower, hook in model.hooks.items():
+        fb = dict(hook.feedback.items())
         shape = tuple(model.shapes[lower].out)
         with torch.no_grad():
             e = torch.randn(3, model.num_classes, generator=gen)
-            matrix = pathway.rule.deliver(torch.eye(model.num_classes), fb, shape).flatten(1)
-            direct = pathway.rule.deliver(e, fb, shape).flatten(1)
+            matrix = hook.hook.deliver(torch.eye(model.num_classes), fb, shape).flatten(1)
+            direct = hook.hook.deliver(e, fb, shape).flatten(1)
         if not torch.allclose(direct, e @ matrix, rtol=1e-4, atol=1e-5):
             problems.append(
-                f"direct pathway to {lower!r} (rule {pathway.rule.name!r}) is not "
+                f"direct pathway to {lower!r} ({type(hook.hook).__name__}) is not "
                 "linear in the readout error"
             )
     return problems

@@ -11,7 +11,7 @@ import torch
 from biofa.circuit import Circuit
 from biofa.data import DataSet
 from biofa.data import load as load_data
-from biofa.nn.compiler import CompiledCircuit
+from biofa.nn import CompiledCircuit
 from biofa.spiking.network import SpikingNetwork
 from biofa.spiking.neurons import NeuronModel, neuron_model
 from biofa.spiking.plan import Plan, build_plan, normalization_of

@@ -29,7 +29,7 @@ from biofa._version import __version__
 from biofa.circuit import Circuit
 from biofa.data import DataSet
 from biofa.data import load as load_data
-from biofa.nn.compiler import CompiledCircuit
+from biofa.nn import CompiledCircuit
 from biofa.spiking import dataset
 from biofa.spiking.network import SpikingNetwork
 from biofa.spiking.rates import RateTrace, probe

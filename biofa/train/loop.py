@@ -32,8 +32,9 @@ from biofa.data import memory as datasets
 from biofa.measure.probes import projection_metrics
 from biofa.measure.record import Recorder, run_recorder
 from biofa.measure.shadow import shadow_metrics
-from biofa.nn.compiler import CompiledCircuit, compile, derive_seed
+from biofa.nn import CompiledCircuit, compile
 from biofa.nn.norms import hold_weight_norms, normalize_gradients
+from biofa.nn.seeds import derive_seed
 from biofa.train import distributed
 from biofa.train.config import Train
 from biofa.train.optim import BatchManhattan
@@ -182,8 +183,7 @@ def fit(
         device = ddp.device
     main = distributed.is_main(ddp)  # rank 0 records, evaluates, writes, logs
     torch.manual_seed(derive_seed(train.seed, "torch"))
-    data = _place_data(datasets.load(train.data, root=train.data_root, stream=train.stream),
-                       device)
+    data = _place_data(datasets.load(train.data, root=train.data_root, stream=train.stream), device)
     model = compile(
         circuit, input_shape=data.input_shape, num_classes=data.num_classes, seed=train.seed
     ).to(device)
@@ -246,8 +246,14 @@ def fit(
         summary = state["summary"]
     t0 = time.perf_counter()
     model.train()
-    bar = tqdm(total=total, initial=step, disable=None if main else True, desc=out.stem,
-               unit="step", leave=False)
+    bar = tqdm(
+        total=total,
+        initial=step,
+        disable=None if main else True,
+        desc=out.stem,
+        unit="step",
+        leave=False,
+    )
     epoch = step // per_epoch
     try:
         while step < total:

@@ -16,8 +16,8 @@ SGD/Adam update every entry on its own, so each seed follows the trajectory its 
 :func:`~biofa.train.fit` run would (up to float rounding of batched vs unbatched kernels). Every
 seed keeps its own weights, feedback tensors (rule ``init_feedback`` draws from the seed), data
 order and augmentation (``train_batches(seed=seed_k)``), batch-norm statistics and running sums.
-The custom autograd Function of :mod:`biofa.nn.ops` runs under ``vmap`` through its generated vmap
-rule, so the rules' backward passes are batched too.
+The custom autograd Function of :mod:`biofa.nn.function` runs under ``vmap`` through its
+generated vmap rule, so the rules' backward passes are batched too.
 
 Outputs: one netCDF file per seed, written by its own :class:`~biofa.measure.record.Recorder` with
 the
@@ -53,14 +53,16 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
+from biofa import rules
 from biofa.circuit import Circuit
 from biofa.data import memory as datasets
 from biofa.measure.probes import projection_metrics
 from biofa.measure.record import run_recorder
 from biofa.measure.shadow import shadow_metrics
-from biofa.nn.compiler import compile, derive_seed
+from biofa.nn import compile
 from biofa.nn.seed_batched import StackedParameters, stack
-from biofa.rules._base import overrides
+from biofa.nn.seeds import derive_seed
+from biofa.rules import AfterStep, AreaRule
 from biofa.train import loop as train_mod
 from biofa.train.config import Train
 
@@ -71,8 +73,6 @@ log = logging.getLogger(__name__)
 
 def supported(circuit: Circuit, train: Train) -> str | None:
     """``None`` if :func:`fit_seeds` can batch this circuit and configuration, else why not."""
-    from biofa import rules
-
     if train.precision == "fp16":
         return "precision='fp16' (one gradient scaler would couple the seeds; use bf16 or fp32)"
     if train.compile:
@@ -83,13 +83,12 @@ def supported(circuit: Circuit, train: Train) -> str | None:
         return "Train.stream=True (each seed would read its own batches from disk)"
     if getattr(train, "normalize_grads", False):
         return "Train.normalize_grads=True (per-projection norms of the stacked gradients)"
-    for rule in circuit.rules_used():
-        cls = rules.get(rule)
-        if getattr(cls, "scope", "projection") == "direct":
-            return f"direct rule {rule!r} (its error travels outside autograd, which vmap cannot)"
-        hook = getattr(rules.FeedbackRule, "cross_nonlinearity", None)
-        if hook is not None and getattr(cls, "cross_nonlinearity", hook) is not hook:
-            return f"rule {rule!r} redefines how the error crosses a nonlinearity"
+    for rule in rules.used_by(circuit):
+        if issubclass(rules.get(rule), AreaRule):
+            return (
+                f"rule {rule!r} acts on areas (direct delivery or its own nonlinearity crossing: "
+                "the readout error travels outside autograd, which vmap cannot)"
+            )
     return None
 
 
@@ -142,8 +141,12 @@ def fit_seeds(
     if why is not None:
         raise ValueError(f"fit_seeds cannot batch seeds of circuit {circuit.name!r}: {why}")
     K = len(seeds)
-    per_seed = (("run_names", run_names), ("coords", coords), ("run_configs", run_configs),
-                ("attrs", attrs if isinstance(attrs, Sequence) else None))
+    per_seed = (
+        ("run_names", run_names),
+        ("coords", coords),
+        ("run_configs", run_configs),
+        ("attrs", attrs if isinstance(attrs, Sequence) else None),
+    )
     for label, seq in per_seed:
         if seq is not None and len(seq) != K:
             raise ValueError(f"fit_seeds: {label} has {len(seq)} entries for {K} seeds")
@@ -192,7 +195,7 @@ def fit_seeds(
         )
         for k, (m, t) in enumerate(zip(models, trains))
     ]
-    hooks = any(overrides(g.rule, "after_step") for g in models[0].groups.values())
+    hooks = any(isinstance(g.rule, AfterStep) for g in models[0].groups.values())
 
     def loss_and_logits(p, b, x, y):
         logits = functional_call(base, (p, b), (x,))
@@ -239,8 +242,14 @@ def fit_seeds(
         epoch_t0 = time.perf_counter()
         train_mod._set_weight_decay(optimizers, train, epoch)
         streams = [
-            datasets.train_batches(data, train.batch_size, seed=s, epoch=epoch,
-                                   augment=train.augment, start_batch=step % per_epoch)
+            datasets.train_batches(
+                data,
+                train.batch_size,
+                seed=s,
+                epoch=epoch,
+                augment=train.augment,
+                start_batch=step % per_epoch,
+            )
             for s in seeds
         ]
         for batch in zip(*streams):
@@ -260,8 +269,11 @@ def fit_seeds(
                 for m, s in zip(models, seeds):
                     m.after_step(step, s)
             detached = losses.detach()
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached),
-                                   torch.full_like(bad_step, step), bad_step)
+            bad_step = torch.where(
+                (bad_step < 0) & ~torch.isfinite(detached),
+                torch.full_like(bad_step, step),
+                bad_step,
+            )
             n = y.shape[1]
             loss_sum += detached.double() * n
             correct += (logits.detach().argmax(-1) == y).sum(-1).double()
@@ -276,16 +288,24 @@ def fit_seeds(
                 for k in range(K):
                     if not live[k]:
                         continue
-                    values = {"loss": loss_sum[k] / seen, "train_accuracy": correct[k] / seen,
-                              "learning_rate": lr, "wall_time": wall}
+                    values = {
+                        "loss": loss_sum[k] / seen,
+                        "train_accuracy": correct[k] / seen,
+                        "learning_rate": lr,
+                        "wall_time": wall,
+                    }
                     probes = projection_metrics(models[k])
                     probes.update(shadow_metrics(models[k], x[k], y[k], autocast=autocast))
                     recorders[k].record(step, epoch, values, probes)
-                summary.update(loss=float(loss_sum.mean() / seen),
-                               train=float(correct.mean() / seen))
+                summary.update(
+                    loss=float(loss_sum.mean() / seen), train=float(correct.mean() / seen)
+                )
                 loss_sum, correct, seen = zeros.clone(), zeros.clone(), 0
-            if ((train.eval_every and step % train.eval_every == 0)
-                    or (not train.eval_every and step % per_epoch == 0) or step == total):
+            if (
+                (train.eval_every and step % train.eval_every == 0)
+                or (not train.eval_every and step % per_epoch == 0)
+                or step == total
+            ):
                 accuracy = evaluate()
                 for k in range(K):
                     if live[k]:
@@ -314,15 +334,26 @@ def group_points(points: Sequence[Any]) -> list[list[Any]]:
     """
     groups: dict[str, list[Any]] = {}
     for point in points:
-        key = repr((sorted(point.circuit_kwargs.items(), key=lambda kv: kv[0]),
-                    point.train.replace(seed=0),
-                    sorted((k, v) for k, v in point.coords.items() if k != "seed")))
+        key = repr(
+            (
+                sorted(point.circuit_kwargs.items(), key=lambda kv: kv[0]),
+                point.train.replace(seed=0),
+                sorted((k, v) for k, v in point.coords.items() if k != "seed"),
+            )
+        )
         groups.setdefault(key, []).append(point)
     return list(groups.values())
 
 
-def run_grouped(spec: Any, points: Sequence[Any], out_dir: Path, *, command: str = "",
-                quiet: bool = False, debug: bool = False) -> int:
+def run_grouped(
+    spec: Any,
+    points: Sequence[Any],
+    out_dir: Path,
+    *,
+    command: str = "",
+    quiet: bool = False,
+    debug: bool = False,
+) -> int:
     """The command line's ``--batch-seeds``: each group of :func:`group_points` in
     one
     :func:`fit_seeds` call (one file per point, as ``biofa.cli.main`` names them); groups that
@@ -352,19 +383,39 @@ def run_grouped(spec: Any, points: Sequence[Any], out_dir: Path, *, command: str
                     _error(f"{point.name}: {exc}")
                     failed += 1
             continue
-        configs = [{"spec": spec.name, "spec_path": str(spec.path), "run": p.name,
-                    "circuit_name": getattr(p.circuit, "name", ""),
-                    "circuit": _jsonable(p.circuit_kwargs),
-                    "train": _jsonable(asdict(p.train))} for p in group]
-        attrs = [{"title": f"biofa run {p.name} of {spec.name}", "source": f"biofa {__version__}",
-                  "spec_source": spec.source_text, "spec_sha256": spec.sha256,
-                  **({"command": command} if command else {})} for p in group]
+        configs = [
+            {
+                "spec": spec.name,
+                "spec_path": str(spec.path),
+                "run": p.name,
+                "circuit_name": getattr(p.circuit, "name", ""),
+                "circuit": _jsonable(p.circuit_kwargs),
+                "train": _jsonable(asdict(p.train)),
+            }
+            for p in group
+        ]
+        attrs = [
+            {
+                "title": f"biofa run {p.name} of {spec.name}",
+                "source": f"biofa {__version__}",
+                "spec_source": spec.source_text,
+                "spec_sha256": spec.sha256,
+                **({"command": command} if command else {}),
+            }
+            for p in group
+        ]
         log.info("%d seeds of %s as one batched run", len(group), first.name)
         try:
-            paths = fit_seeds(first.circuit, first.train, [p.train.seed for p in group], out_dir,
-                              run_names=[p.name for p in group],
-                              coords=[dict(p.coords) for p in group], run_configs=configs,
-                              attrs=attrs)
+            paths = fit_seeds(
+                first.circuit,
+                first.train,
+                [p.train.seed for p in group],
+                out_dir,
+                run_names=[p.name for p in group],
+                coords=[dict(p.coords) for p in group],
+                run_configs=configs,
+                attrs=attrs,
+            )
         except train_mod.Diverged as exc:
             if debug:
                 raise

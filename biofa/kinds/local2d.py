@@ -1,0 +1,146 @@
+r"""``local2d(k, stride, padding)``: a locally connected 2-D projection (unshared weights).
+
+Like a convolution, each output unit at position ``l = (i, j)`` reads a ``k x k`` window of every
+source channel, but every position has its own weights: ``W`` is ``(out, in, k, k, H', W')`` and
+
+.. math::
+    y_{n,o,l} = \sum_{c,u} W_{o,c,u,l}\, X_{n,c,u,l} + b_o, \qquad
+    (\delta_{in})_{n,c,u,l} = \sum_o (\delta_{out})_{n,o,l}\, B_{o,c,u,l}, \qquad
+    \nabla W_{o,c,u,l} = \sum_n (\delta_{out})_{n,o,l}\, X_{n,c,u,l},
+
+with ``X = unfold(x)`` the ``k x k`` windows (``u`` indexes a window's entries) and the input error
+folded back onto the image (overlapping windows add up). Weight sharing is itself a form of
+weight transport between positions; Bartunov et al. (2018) used locally connected layers to test
+feedback alignment and target propagation without it. Every rule that works on a convolution
+works here: dimension 0 of ``W`` is the output channel and dimension 1 the input channel, as
+rules and Dale's law expect; the fan-in is ``in * k * k``.
+
+Bartunov, S., Santoro, A., Richards, B. A., Marris, L., Hinton, G. E. & Lillicrap, T. (2018),
+*Assessing the scalability of biologically-motivated deep learning algorithms and
+architectures*, NeurIPS 31.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from biofa.circuit.kind import WeightedKind
+from biofa.kinds._base import ProjectionOp
+from biofa.kinds.conv2d import Conv, check_window
+
+__all__ = ["Local2d", "Local2dOp", "local2d"]
+
+
+@dataclass(frozen=True)
+class Local2d(WeightedKind):
+    """A locally connected ``kernel x kernel`` projection with ``stride`` and zero ``padding``
+    (``None``: ``kernel // 2``); ``batch_norm`` as for :class:`~biofa.kinds.conv2d.Conv`."""
+
+    kernel: int
+    stride: int = 1
+    padding: int | None = None
+    batch_norm: bool = False
+
+    op: ClassVar[str] = "local2d"
+
+    def __post_init__(self) -> None:
+        check_window("local2d", self.kernel, self.stride, self.padding)
+
+    @property
+    def pad(self) -> int:
+        return self.kernel // 2 if self.padding is None else self.padding
+
+    def _window(self) -> Conv:
+        return Conv(self.kernel, self.stride, self.pad)
+
+    @property
+    def op_type(self) -> type:
+        return Local2dOp
+
+    def signature(self) -> tuple:
+        return ("local2d", self.kernel, self.stride, self.pad)
+
+    def check_source(self, projection: str, source: str, spatial: bool) -> None:
+        if not spatial:
+            raise ValueError(
+                f"local2d projection {projection!r} reads area {source!r}, which is a vector "
+                "(dense, or globally pooled); local2d needs a spatial source"
+            )
+
+    def spatial_output(self, source_spatial: bool) -> bool:
+        return True
+
+    def output_shape(self, projection, source_shape, channels) -> tuple[int, ...]:
+        window = self._window()
+        h, w = window.out_size(source_shape[1]), window.out_size(source_shape[2])
+        if h <= 0 or w <= 0:
+            raise ValueError(
+                f"local2d projection {projection!r} shrinks {source_shape[1]}x{source_shape[2]} "
+                "to nothing"
+            )
+        return (channels, h, w)
+
+    def weight_shape(self, out_channels, in_columns, output_shape) -> tuple[int, ...]:
+        k = self.kernel
+        return (out_channels, in_columns, k, k, output_shape[1], output_shape[2])
+
+    def fan_in(self, weight_shape) -> int:
+        return weight_shape[1] * weight_shape[2] * weight_shape[3]
+
+    def build_op(self, source_shapes, output_shape) -> Local2dOp:
+        return Local2dOp(self.kernel, self.stride, self.pad, tuple(source_shapes[0][1:]))
+
+
+@dataclass(frozen=True)
+class Local2dOp(ProjectionOp):
+    """The products of :class:`Local2d` by ``unfold``/``fold`` and ``einsum`` (module docstring).
+
+    ``image`` is the source's ``(H, W)``.
+    """
+
+    kernel: int
+    stride: int
+    padding: int
+    image: tuple[int, int]
+    kind = "local2d"
+
+    def _unfold(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, C, k*k, L)``."""
+        cols = F.unfold(x, self.kernel, padding=self.padding, stride=self.stride)
+        return cols.view(x.shape[0], x.shape[1], self.kernel * self.kernel, -1)
+
+    @staticmethod
+    def _flat(weight: Tensor) -> Tensor:
+        """``(out, in, k, k, H', W') -> (out, in, k*k, L)``."""
+        o, c, kh, kw = weight.shape[:4]
+        return weight.reshape(o, c, kh * kw, -1)
+
+    def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        y = torch.einsum("nckl,ockl->nol", self._unfold(x), self._flat(weight))
+        y = y.view(x.shape[0], weight.shape[0], *weight.shape[4:])
+        return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+    def input_grad(self, grad_out: Tensor, feedback: Tensor, input_shape) -> Tensor:
+        n, c = input_shape[0], input_shape[1]
+        g = grad_out.reshape(grad_out.shape[0], grad_out.shape[1], -1)
+        cols = torch.einsum("nol,ockl->nckl", g, self._flat(feedback))
+        return F.fold(
+            cols.reshape(n, c * self.kernel * self.kernel, -1), tuple(input_shape[2:]),
+            self.kernel, padding=self.padding, stride=self.stride,
+        )  # fmt: skip
+
+    def weight_grad(self, x: Tensor, grad_out: Tensor, weight_shape) -> Tensor:
+        g = grad_out.reshape(grad_out.shape[0], grad_out.shape[1], -1)
+        return torch.einsum("nol,nckl->ockl", g, self._unfold(x)).reshape(weight_shape)
+
+
+def local2d(
+    kernel: int, stride: int = 1, padding: int | None = None, *, batch_norm: bool = False
+) -> Local2d:
+    """A locally connected projection (see :class:`Local2d`)."""
+    return Local2d(kernel, stride, padding, batch_norm)
