@@ -162,26 +162,26 @@ def image_folder(root: Path, n_train: int = 20, n_test: int = 6) -> Path:
 
 def test_streamed_batches_equal_resident_batches(tmp_path, monkeypatch):
     monkeypatch.setenv("BIOFA_CACHE", str(tmp_path / "cache"))
-    from biofa.data import memory as datasets
+    from biofa import data as datasets
 
     root = image_folder(tmp_path / "imgs")
     resident = datasets.load(str(root))
     streamed = datasets.load(str(root), stream=True)
-    assert streamed.streaming and streamed.input_shape == resident.input_shape == (3, 12, 12)
+    assert isinstance(streamed, datasets.StreamingDataSet)
+    assert isinstance(resident, datasets.InMemoryDataSet)
+    assert streamed.input_shape == resident.input_shape == (3, 12, 12)
     assert streamed.train_y.tolist() == resident.train_y.tolist()
     import dataclasses
 
     # in-process reading, and the resident set's statistics (the streamed ones come from a sample)
     streamed = dataclasses.replace(streamed, workers=0, mean=resident.mean, std=resident.std)
     kw = {"seed": 3, "epoch": 1, "augment": True, "start_batch": 1}
-    pairs = list(zip(datasets.train_batches(resident, 6, **kw),
-                     datasets.train_batches(streamed, 6, **kw)))
-    assert len(pairs) == datasets.steps_per_epoch(resident, 6) - 1
+    pairs = list(zip(resident.train_batches(6, **kw), streamed.train_batches(6, **kw)))
+    assert len(pairs) == resident.steps_per_epoch(6) - 1
     for (xa, ya), (xb, yb) in pairs:
         torch.testing.assert_close(xb, xa)
         assert torch.equal(ya, yb)
-    for (xa, ya), (xb, yb) in zip(datasets.test_batches(resident, 4),
-                                  datasets.test_batches(streamed, 4)):
+    for (xa, ya), (xb, yb) in zip(resident.test_batches(4), streamed.test_batches(4)):
         torch.testing.assert_close(xb, xa)
         assert torch.equal(ya, yb)
 
