@@ -184,8 +184,9 @@ class InMemoryDataSet(DataSource):
         for key, (split, index) in (("train", train), ("test", test)):
             x, y = self._split(split)
             index = index.to(x.device)
+            pinned = x.is_pinned()
             x, y = x[index], y[index]
-            if self.deliver_to is not None:
+            if pinned:  # host storage of a set placed for a GPU stays pinned
                 x, y = x.pin_memory(), y.pin_memory()
             parts[f"{key}_x"], parts[f"{key}_y"] = x, y
         return dataclasses.replace(self, **parts)

@@ -53,17 +53,22 @@ _entry_points_loaded = False
 
 
 def _origin(loader) -> str:
+    """Where ``loader`` is defined: ``module.qualname``, and its file for a function."""
     module = getattr(loader, "__module__", None) or type(loader).__module__
     qualname = getattr(loader, "__qualname__", None) or repr(loader)
-    return f"{module}.{qualname}"
+    code = getattr(loader, "__code__", None)
+    return f"{module}.{qualname}" + (f" ({code.co_filename})" if code is not None else "")
 
 
 def _same(a, b) -> bool:
-    """The same loader, or one defined at the same place (a spec file executed again)."""
+    """The same loader, or a function of the same name in the same file (a spec file imported
+    again gets a new module name from the CLI, and a notebook cell re-run a new function)."""
     if a is b or a == b:
         return True
-    qualified = all(getattr(f, "__qualname__", None) for f in (a, b))
-    return qualified and _origin(a) == _origin(b)
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    if code_a is None or code_b is None:
+        return False
+    return a.__qualname__ == b.__qualname__ and code_a.co_filename == code_b.co_filename
 
 
 def register_dataset(name: str, loader: Loader, *, description: str = "") -> Loader:
