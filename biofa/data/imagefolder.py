@@ -93,7 +93,7 @@ def layout(where: str, names: list[str], folders: list[str] = ()) -> dict:
             if p in ("train", "test"):
                 split_at.setdefault("".join(q + "/" for q in parts[:k]), k)
                 break
-    prefixes = sorted(split_at, key=split_at.get)
+    prefixes = sorted(split_at, key=lambda p: (split_at[p], p))
     if not prefixes:
         raise ValueError(
             f"data={where!r} has no train/ or test/ folder; it must hold train/<class>/<image> "
