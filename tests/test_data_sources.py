@@ -415,3 +415,46 @@ def test_examples_are_raw_images(digits):
     assert torch.equal(x, digits.train_x[index]) and torch.equal(y, digits.train_y[index])
     x, y = digits.test_examples(index)
     assert torch.equal(x, digits.test_x[index]) and torch.equal(y, digits.test_y[index])
+
+
+# ------------------------------------------------------------------------------ package shape
+def test_biofa_data_is_a_leaf_without_import_cycles():
+    """Every import in biofa/data (top level or inside functions) stays inside biofa.data or
+    leaves biofa, and the modules' imports form no cycle."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(bd.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        module = "biofa.data" if path.stem == "__init__" else f"biofa.data.{path.stem}"
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name == "biofa" or name.startswith("biofa."):
+                    assert name.startswith("biofa.data"), f"{module} imports {name}"
+                    targets.add(name)
+        graph[module] = {t for t in targets if t in {f"biofa.data.{p.stem}" for p in
+                                                     folder.glob("*.py")} and t != module}
+    done, visiting = set(), []
+
+    def visit(m):
+        assert m not in visiting, f"import cycle: {' -> '.join([*visiting, m])}"
+        if m in done:
+            return
+        visiting.append(m)
+        for t in graph.get(m, ()):
+            visit(t)
+        visiting.pop()
+        done.add(m)
+
+    for m in graph:
+        visit(m)
+    assert len(graph) >= 10 and all(len(p.read_text().splitlines()) <= 400
+                                    for p in folder.glob("*.py"))

@@ -100,6 +100,30 @@ def test_data_resident_channels_last_bf16_and_compile(tmp_path, monkeypatch):
         assert np.isfinite(ds.loss.values[~np.isnan(ds.loss.values)]).all()
 
 
+def test_a_set_too_large_for_the_gpu_stays_pinned_and_gives_the_resident_batches(monkeypatch):
+    import biofa.data
+
+    digits = biofa.data.load("digits")
+    resident = digits.place("cuda")
+    free, total = torch.cuda.mem_get_info()
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, total))
+    host = digits.place("cuda")
+    assert resident.train_x.is_cuda and not host.train_x.is_cuda and host.train_x.is_pinned()
+    assert host.device.type == "cuda"
+    kw = dict(seed=1, epoch=2, augment=True, start_batch=1)
+    pairs = list(zip(host.train_batches(128, **kw), resident.train_batches(128, **kw)))
+    assert len(pairs) == resident.steps_per_epoch(128) - 1
+    for (xa, ya), (xb, yb) in pairs + list(zip(host.test_batches(100), resident.test_batches(100))):
+        assert xa.is_cuda and ya.is_cuda
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    with sync_mode("error"):  # a batch from pinned memory: no host-device synchronisation
+        it = host.train_batches(128, seed=0, epoch=0, augment=True, start_batch=2)
+    x, y = next(it)
+    with sync_mode("error"):
+        x, y = next(it)
+    assert x.shape == (128, 1, 8, 8)
+
+
 def test_many_seeds_on_the_gpu_equal_separate_runs(tmp_path):
     from biofa.train.multiseed import fit_seeds
 
