@@ -3,7 +3,7 @@
 The data are the CIFAR-10 JPEG copy at ``../shared/data/cifar10-jpeg.zip`` (relative to the
 repository; decoded once by ``biofa.data.load`` and cached), resident on the device as uint8 with
 batches, random crop + flip and normalisation made there -- exactly ``biofa.train.fit``'s data
-path (``biofa.data.train_batches``, ``Train(augment=True)``). Each row trains ``--steps`` steps
+path (``DataSource.train_batches``, ``Train(augment=True)``). Each row trains ``--steps`` steps
 of the model through that path (plus ``--warmup`` untimed ones): forward, loss, backward, SGD;
 the epoch time is the measured time per step times the steps of one epoch (``--full-epoch``
 runs whole epochs instead). The data column is the time the same batches take to be made alone
@@ -41,8 +41,8 @@ from _timing import (  # noqa: E402
     write_json,
 )
 
+import biofa.data as datasets  # noqa: E402
 import biofa.rules  # noqa: E402
-from biofa.data import memory as datasets  # noqa: E402
 from biofa.train import Train, build_optimizers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,11 +102,11 @@ def main(argv=None) -> int:
     data = datasets.load(args.data)
     if gpu:
         data = data.to(device)
-    per_epoch = datasets.steps_per_epoch(data, batch)
+    per_epoch = data.steps_per_epoch(batch)
     clock = time.perf_counter if gpu else time.process_time
 
     def batches(epoch: int):
-        for x, y in datasets.train_batches(data, batch, seed=0, epoch=epoch, augment=True):
+        for x, y in data.train_batches(batch, seed=0, epoch=epoch, augment=True):
             yield x.contiguous(memory_format=fmt), y
 
     def data_only(n: int) -> float:
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
                 f"{r['images_per_s']:.0f}", f"{r['epoch_s']:.0f}", f"{r['data_ms']:.2f}",
                 f"{100 * r['data_share']:.1f} %"] for r in rows]
     span = "full epoch" if args.full_epoch else f"{steps} steps"
-    print(f"### {model_name}, CIFAR-10 (JPEG copy, {len(data.train_y)} train images), batch "
+    print(f"### {model_name}, CIFAR-10 (JPEG copy, {data.n_train} train images), batch "
           f"{batch}, {precision}{', channels_last' if gpu else ''}, augment, {env['device']} "
           f"({'wall' if gpu else 'cpu'} time, {span} per row)\n")
     print(table(["rule", "ms/step", "vs plain", "img/s", "epoch s", "data ms/batch",

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import RESULTS, environment, median, resolve_device, table, write_json  # noqa: E402
 
 from biofa.cli.spec import load_spec  # noqa: E402
-from biofa.data import load, steps_per_epoch  # noqa: E402
+from biofa.data import load  # noqa: E402
 from biofa.train import fit  # noqa: E402
 from biofa.train.multiseed import fit_seeds  # noqa: E402
 
@@ -103,8 +103,8 @@ def main(argv=None) -> int:
             loss_diff = max(loss_diff, float(np.nanmax(np.abs(loss_a - loss_b))))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    per_run_steps = train.epochs * steps_per_epoch(load(train.data, root=train.data_root),
-                                                   train.batch_size)
+    per_run_steps = train.epochs * load(train.data, root=train.data_root).steps_per_epoch(
+        train.batch_size)
     if train.max_steps:
         per_run_steps = min(per_run_steps, train.max_steps)
     rows, out_rows = [], []

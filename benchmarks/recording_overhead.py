@@ -40,9 +40,9 @@ import xarray as xr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import biofa.data as datasets  # noqa: E402
 from biofa import compile  # noqa: E402
 from biofa.cli.spec import load_spec, parse_overrides, run_points  # noqa: E402
-from biofa.data import memory as datasets  # noqa: E402
 from biofa.measure.probes import projection_metrics  # noqa: E402
 from biofa.measure.record import Recorder  # noqa: E402
 from biofa.measure.shadow import shadow_metrics  # noqa: E402
@@ -72,7 +72,7 @@ def blocks(point, train, device: torch.device, every: int, reps: int) -> dict:
     batches = []
     epoch = 0
     while len(batches) < every:
-        batches += list(datasets.train_batches(data, train.batch_size, seed=0, epoch=epoch))
+        batches += list(data.train_batches(train.batch_size, seed=0, epoch=epoch))
         epoch += 1
     zero = torch.zeros((), device=device, dtype=torch.float64)
 

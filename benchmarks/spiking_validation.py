@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from biofa import Circuit, E, I, compile, dense
-from biofa.data import load, train_batches
+from biofa.data import load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import RESULTS, environment, table, write_json  # noqa: E402
@@ -50,7 +50,7 @@ def train(data, epochs: int, seed: int = 0):
     model = compile(circuit(), input_shape=data.input_shape, num_classes=10, seed=seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     for epoch in range(epochs):
-        for x, y in train_batches(data, 64, seed=seed, epoch=epoch):
+        for x, y in data.train_batches(64, seed=seed, epoch=epoch):
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
@@ -109,8 +109,8 @@ def measure(model, data, target: str, images: int, duration: float, copies: int)
             target=target,
         )
         try:
-            others = torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(1))
-            raw, labels = data.test_x[others[:images]], data.test_y[others[:images]]
+            others = torch.randperm(data.n_test, generator=torch.Generator().manual_seed(1))
+            raw, labels = data.test_examples(others[:images])
             trace = probe(model, data.normalize(raw), labels)
             start = time.perf_counter()
             net.run(intensities(raw).flatten(1).numpy(), trace.output_error)
@@ -150,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     model = train(data, args.epochs)
     with torch.no_grad():
-        accuracy = float(
-            (model(data.normalize(data.test_x)).argmax(1) == data.test_y).float().mean()
-        )
+        hits = sum(int((model(x).argmax(1) == y).sum()) for x, y in data.test_batches(1000))
+        accuracy = hits / data.n_test
     print(
         f"trained {args.epochs} epoch(s) in {time.perf_counter() - start:.0f} s: test accuracy "
         f"{accuracy:.4f}"

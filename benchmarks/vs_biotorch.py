@@ -53,8 +53,8 @@ from _timing import (  # noqa: E402
     write_json,
 )
 
+import biofa.data as datasets  # noqa: E402
 import biofa.rules  # noqa: E402
-from biofa.data import memory as datasets  # noqa: E402
 from biofa.train import Train, build_optimizers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,8 +146,9 @@ def accuracy_data(device, train_n: int, test_n: int, log):
         ds = datasets.load("digits")
         name = "digits 3x32x32"
     g = torch.Generator().manual_seed(0)
-    tr = torch.randperm(len(ds.train_y), generator=g)[:train_n]
-    te = torch.randperm(len(ds.test_y), generator=g)[:test_n]
+    tr = torch.randperm(ds.n_train, generator=g)[:train_n]
+    te = torch.randperm(ds.n_test, generator=g)[:test_n]
+    (train_x, train_y), (test_x, test_y) = ds.train_examples(tr), ds.test_examples(te)
 
     def prep(x):
         x = ds.normalize(x)
@@ -156,8 +157,7 @@ def accuracy_data(device, train_n: int, test_n: int, log):
             x = x.expand(-1, 3, -1, -1).contiguous()
         return x.to(device)
 
-    return (prep(ds.train_x[tr]), ds.train_y[tr].to(device), prep(ds.test_x[te]),
-            ds.test_y[te].to(device), name)
+    return prep(train_x), train_y.to(device), prep(test_x), test_y.to(device), name
 
 
 def main(argv=None) -> int:

@@ -14,23 +14,29 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from biofa.data import memory as bd
+import biofa.data as bd
+from biofa.data import imagefolder
+from biofa.data.augmentation import crop_flip, draw
+from biofa.data.normalization import channel_stats
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def digits() -> bd.DataSet:
+def digits() -> bd.InMemoryDataSet:
     return bd.load("digits")
 
 
-def _synthetic(n: int = 103, c: int = 3, h: int = 6, w: int = 5, seed: int = 0) -> bd.DataSet:
+def _synthetic(
+    n: int = 103, c: int = 3, h: int = 6, w: int = 5, seed: int = 0
+) -> bd.InMemoryDataSet:
     """uint8 images whose label is their own index, so batches can be traced back."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)
     y = torch.arange(n)
-    mean, std = bd._channel_stats(x)
-    return bd.DataSet("synthetic", x, y, x[:7].clone(), y[:7].clone(), ("a",) * n, mean, std)
+    mean, std = channel_stats(x)
+    test_x, test_y = x[:7].clone(), y[:7].clone()
+    return bd.InMemoryDataSet("synthetic", x, y, test_x, test_y, ("a",) * n, mean, std)
 
 
 def _all(it):
@@ -71,16 +77,16 @@ def test_digits_split_is_stratified_complete_and_fixed(digits):
 # ------------------------------------------------------------------------------------ batching
 def test_train_batches_cover_every_example_once():
     d = _synthetic()
-    xs, ys = _all(bd.train_batches(d, 10, seed=3, epoch=0))
-    assert [len(y) for y in ys] == [10] * 10 + [3] and bd.steps_per_epoch(d, 10) == 11
+    xs, ys = _all(d.train_batches(10, seed=3, epoch=0))
+    assert [len(y) for y in ys] == [10] * 10 + [3] and d.steps_per_epoch(10) == 11
     order = torch.cat(ys)
     assert torch.equal(order.sort().values, torch.arange(103))
     assert not torch.equal(order, torch.arange(103))  # shuffled
     x = torch.cat(xs)
     assert x.dtype == torch.float32 and torch.equal(x, d.normalize(d.train_x[order]))
 
-    xs, ys = _all(bd.train_batches(d, 10, seed=3, epoch=0, drop_last=True))
-    assert [len(y) for y in ys] == [10] * 10 and bd.steps_per_epoch(d, 10, drop_last=True) == 10
+    xs, ys = _all(d.train_batches(10, seed=3, epoch=0, drop_last=True))
+    assert [len(y) for y in ys] == [10] * 10 and d.steps_per_epoch(10, drop_last=True) == 10
     assert torch.equal(torch.cat(ys), order[:100])
 
 
@@ -88,7 +94,7 @@ def test_train_batches_deterministic_in_seed_and_epoch():
     d = _synthetic()
 
     def order(seed, epoch):
-        return torch.cat([y for _, y in bd.train_batches(d, 16, seed=seed, epoch=epoch)])
+        return torch.cat([y for _, y in d.train_batches(16, seed=seed, epoch=epoch)])
 
     assert torch.equal(order(1, 2), order(1, 2))
     assert not torch.equal(order(1, 2), order(1, 3))
@@ -100,9 +106,9 @@ def test_train_batches_deterministic_in_seed_and_epoch():
 def test_start_batch_gives_the_tail(augment, drop_last):
     d = _synthetic()
     kw = dict(seed=5, epoch=7, augment=augment, drop_last=drop_last)
-    full = list(bd.train_batches(d, 8, **kw))
+    full = list(d.train_batches(8, **kw))
     for k in (0, 1, 5, len(full) - 1, len(full)):
-        tail = list(bd.train_batches(d, 8, start_batch=k, **kw))
+        tail = list(d.train_batches(8, start_batch=k, **kw))
         assert len(tail) == len(full) - k
         for (xa, ya), (xb, yb) in zip(tail, full[k:], strict=True):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
@@ -110,14 +116,14 @@ def test_start_batch_gives_the_tail(augment, drop_last):
 
 def test_augmented_batches_keep_order_and_change_pixels():
     d = _synthetic(h=8, w=8)
-    plain = list(bd.train_batches(d, 32, seed=0, epoch=1))
-    aug = list(bd.train_batches(d, 32, seed=0, epoch=1, augment=True))
+    plain = list(d.train_batches(32, seed=0, epoch=1))
+    aug = list(d.train_batches(32, seed=0, epoch=1, augment=True))
     assert all(torch.equal(ya, yb) for (_, ya), (_, yb) in zip(plain, aug, strict=True))
     assert not torch.equal(torch.cat([x for x, _ in plain]), torch.cat([x for x, _ in aug]))
 
 
 def test_test_batches_in_order_normalized(digits):
-    xs, ys = _all(bd.test_batches(digits, 100))
+    xs, ys = _all(digits.test_batches(100))
     assert [len(y) for y in ys] == [100, 100, 100, 60]
     assert torch.equal(torch.cat(ys), digits.test_y)
     assert torch.equal(torch.cat(xs), digits.normalize(digits.test_x))
@@ -128,15 +134,15 @@ def test_batches_live_on_the_data_device(digits):
     assert d.train_x.dtype == torch.float32 and d.train_y.dtype == torch.int64
     assert digits.train_x.device.type == "cpu"
     for x, y in (
-        next(bd.train_batches(d, 16, seed=0, epoch=0, augment=True)),
-        next(bd.test_batches(d, 16)),
+        next(d.train_batches(16, seed=0, epoch=0, augment=True)),
+        next(d.test_batches(16)),
     ):
         assert x.device.type == y.device.type == "meta" and x.dtype == torch.float32
 
 
 def test_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
-        next(bd.train_batches(_synthetic(), 0, seed=0, epoch=0))
+        next(_synthetic().train_batches(0, seed=0, epoch=0))
 
 
 # -------------------------------------------------------------------------------- augmentation
@@ -154,13 +160,13 @@ def _reference_crop_flip(x, dy, dx, flip, p):
 def test_augment_matches_per_example_reference(padding, dtype):
     x = torch.randint(1, 256, (64, 3, 5, 7)).to(dtype)
     out = bd.augment_crop_flip(x, torch.Generator().manual_seed(11), padding=padding)
-    dy, dx, flip = bd._draw(len(x), padding, torch.Generator().manual_seed(11))
+    dy, dx, flip = draw(len(x), padding, torch.Generator().manual_seed(11))
     assert out.dtype == dtype and out.shape == x.shape
     assert torch.equal(out, _reference_crop_flip(x, dy, dx, flip, padding))
 
 
 def test_augment_draws_are_spread():
-    dy, dx, flip = bd._draw(4000, 4, torch.Generator().manual_seed(0))
+    dy, dx, flip = draw(4000, 4, torch.Generator().manual_seed(0))
     assert set(dy.tolist()) == set(dx.tolist()) == set(range(9))
     assert 0.45 < flip.float().mean() < 0.55
 
@@ -169,7 +175,7 @@ def test_crop_flip_by_hand():
     img = torch.tensor([[[[1, 2, 3], [4, 5, 6]]]], dtype=torch.uint8).repeat(4, 1, 1, 1)
     dy, dx = torch.tensor([0, 2, 1, 1]), torch.tensor([0, 2, 1, 0])
     flip = torch.tensor([False, True, True, False])
-    out = bd._crop_flip(img, dy, dx, flip, padding=1)
+    out = crop_flip(img, dy, dx, flip, padding=1)
     expected = [
         [[0, 0, 0], [0, 1, 2]],  # shifted down-right by one
         [[0, 6, 5], [0, 0, 0]],  # shifted up-left, then mirrored
@@ -240,7 +246,7 @@ def _zip(src: Path, dest: Path, prefix: str = "") -> Path:
     return dest
 
 
-def _check(ds: bd.DataSet, pixels: dict):
+def _check(ds: bd.InMemoryDataSet, pixels: dict):
     assert ds.classes == ("a", "b", "c") and ds.train_x.dtype == torch.uint8
     for split, order in (("train", TRAIN_ORDER), ("test", TEST_ORDER)):
         x, y = _expected(pixels, split, order)
@@ -279,7 +285,7 @@ def test_imagefolder_cache_hit_and_invalidation(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decoder called although the cache should be used")
 
-    real = bd.imagefolder._decode_images
+    real = imagefolder._decode_images
     monkeypatch.setattr(bd.imagefolder, "_decode_images", fail)
     second = bd.load(str(archive))
     _check(second, pixels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 import biofa
 from biofa import rules
@@ -151,6 +153,33 @@ def test_adding_a_rule_example_registers_and_trains(tmp_path, monkeypatch):
         "sparse_feedback_alignment", namespace["SparseFeedbackAlignment"]
     )
     assert "$$" in page and "density=0.25" in page
+
+
+def test_adding_a_data_set_example_registers_and_trains(tmp_path, monkeypatch):
+    import xarray as xr
+
+    import biofa.data
+    from biofa.data import registry
+
+    blocks = code_blocks("adding-a-data-set.md")
+    (spec,) = [b for b in blocks if b.startswith("# blobs.py")]
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # leave it alone
+    (tmp_path / "blobs.py").write_text(spec)
+    monkeypatch.chdir(tmp_path)
+    (path,) = run("blobs.py", {})  # the CLI imports the spec, which registers "blobs"
+    assert "blobs" in biofa.data.available()
+    assert biofa.data.describe("blobs") == "three noisy 8x8 patterns"
+    with xr.open_dataset(path) as ds:
+        assert ds.attrs["status"] == "complete"
+        assert json.loads(ds.run_config.item())["train"]["data"] == "blobs"
+        assert ds.test_accuracy.dropna("step").isel(step=-1).item() > 0.9  # chance: 1/3
+    run("blobs.py", {"max_steps": 2})  # imported again: registering the same loader is fine
+    namespace: dict = {}
+    for block in blocks:
+        if not block.startswith("# blobs.py"):
+            exec(compile(block, "adding-a-data-set.md", "exec"), namespace)
+    assert namespace["quick"].n_train == 120
+    assert torch.bincount(namespace["quick"].train_labels).tolist() == [40, 40, 40]
 
 
 # ------------------------------------------------------------------------------------ the build

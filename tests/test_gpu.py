@@ -15,9 +15,9 @@ import pytest
 import torch
 import xarray as xr
 
-import biofa.data as datasets
 import biofa.train as train_mod
 from biofa import Circuit, E, I, Train, conv, dense
+from biofa.data import DataSource, InMemoryDataSet
 
 pytestmark = [
     pytest.mark.gpu,
@@ -62,7 +62,7 @@ def test_no_host_sync_between_record_steps(tmp_path, monkeypatch, rule, precisio
     relaxed = {s for s in range(1, 31) if s % 10 == 0 or s % 15 == 0 or s % per_epoch == 0}
     relaxed |= {s + 1 for s in range(0, 31, per_epoch)}  # an epoch's first step sets it up
     strict_steps = []
-    original = datasets.train_batches
+    original = DataSource.train_batches
 
     def batches(data, batch_size, *, seed, epoch, start_batch=0, **kwargs):
         step = epoch * per_epoch + start_batch
@@ -75,7 +75,7 @@ def test_no_host_sync_between_record_steps(tmp_path, monkeypatch, rule, precisio
             with sync_mode("error" if strict else "default"):
                 yield x, y
 
-    monkeypatch.setattr(datasets, "train_batches", batches)
+    monkeypatch.setattr(DataSource, "train_batches", batches)
     path = train_mod.fit(small(rule), train, out=tmp_path / "run.nc")
     assert len(strict_steps) >= 20
     with xr.open_dataset(path) as ds:
@@ -84,20 +84,44 @@ def test_no_host_sync_between_record_steps(tmp_path, monkeypatch, rule, precisio
 
 def test_data_resident_channels_last_bf16_and_compile(tmp_path, monkeypatch):
     placed = []
-    original = train_mod._place_data
+    original = InMemoryDataSet.place
 
     def spy(data, device):
         out = original(data, device)
         placed.append(out.train_x.device.type)
         return out
 
-    monkeypatch.setattr(train_mod, "_place_data", spy)
+    monkeypatch.setattr(InMemoryDataSet, "place", spy)
     train = Train(data="digits", batch_size=64, max_steps=12, record_every=6, precision="bf16",
                   device="cuda", compile=True, augment=True)
     path = train_mod.fit(small(), train, out=tmp_path / "run.nc")
     assert placed == ["cuda"], "the digits live on the GPU; batches and augmentation are made there"
     with xr.open_dataset(path) as ds:
         assert np.isfinite(ds.loss.values[~np.isnan(ds.loss.values)]).all()
+
+
+def test_a_set_too_large_for_the_gpu_stays_pinned_and_gives_the_resident_batches(monkeypatch):
+    import biofa.data
+
+    digits = biofa.data.load("digits")
+    resident = digits.place("cuda")
+    free, total = torch.cuda.mem_get_info()
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, total))
+    host = digits.place("cuda")
+    assert resident.train_x.is_cuda and not host.train_x.is_cuda and host.train_x.is_pinned()
+    assert host.device.type == "cuda"
+    kw = dict(seed=1, epoch=2, augment=True, start_batch=1)
+    pairs = list(zip(host.train_batches(128, **kw), resident.train_batches(128, **kw)))
+    assert len(pairs) == resident.steps_per_epoch(128) - 1
+    for (xa, ya), (xb, yb) in pairs + list(zip(host.test_batches(100), resident.test_batches(100))):
+        assert xa.is_cuda and ya.is_cuda
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    with sync_mode("error"):  # a batch from pinned memory: no host-device synchronisation
+        it = host.train_batches(128, seed=0, epoch=0, augment=True, start_batch=2)
+    x, y = next(it)
+    with sync_mode("error"):
+        x, y = next(it)
+    assert x.shape == (128, 1, 8, 8)
 
 
 def test_many_seeds_on_the_gpu_equal_separate_runs(tmp_path):

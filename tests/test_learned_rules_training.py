@@ -130,7 +130,7 @@ def test_ekdaa_trains_through_signum_with_batch_norm(tmp_path):
 def test_resume_continues_bit_identically_with_mirror_phases_and_decay_schedule(
     tmp_path, monkeypatch, rule
 ):
-    from biofa.data import memory as datasets
+    from biofa.data import DataSource
 
     c = mlp(rule, True)
     train = Train(
@@ -149,7 +149,7 @@ def test_resume_continues_bit_identically_with_mirror_phases_and_decay_schedule(
     )
     with xr.open_dataset(fit(c, train, out=tmp_path / "ref.nc")) as ds:
         reference = {k: ds[k].values for k in ("loss", "feedback_angle", "feedback_norm")}
-    real, calls = datasets.train_batches, {"n": 0}
+    real, calls = DataSource.train_batches, {"n": 0}
 
     def crashing(*args, **kwargs):
         for batch in real(*args, **kwargs):
@@ -158,10 +158,10 @@ def test_resume_continues_bit_identically_with_mirror_phases_and_decay_schedule(
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(datasets, "train_batches", crashing)
+    monkeypatch.setattr(DataSource, "train_batches", crashing)
     with pytest.raises(KeyboardInterrupt):
         fit(c, train, out=tmp_path / "run.nc")
-    monkeypatch.setattr(datasets, "train_batches", real)
+    monkeypatch.setattr(DataSource, "train_batches", real)
     with xr.open_dataset(fit(c, train, out=tmp_path / "run.nc", resume=True)) as ds:
         for key, want in reference.items():
             np.testing.assert_array_equal(ds[key].values, want, err_msg=key)

@@ -165,28 +165,56 @@ def image_folder(root: Path, n_train: int = 20, n_test: int = 6) -> Path:
 
 def test_streamed_batches_equal_resident_batches(tmp_path, monkeypatch):
     monkeypatch.setenv("BIOFA_CACHE", str(tmp_path / "cache"))
-    from biofa.data import memory as datasets
+    from biofa import data as datasets
 
     root = image_folder(tmp_path / "imgs")
     resident = datasets.load(str(root))
     streamed = datasets.load(str(root), stream=True)
-    assert streamed.streaming and streamed.input_shape == resident.input_shape == (3, 12, 12)
+    assert isinstance(streamed, datasets.StreamingDataSet)
+    assert isinstance(resident, datasets.InMemoryDataSet)
+    assert streamed.input_shape == resident.input_shape == (3, 12, 12)
     assert streamed.train_y.tolist() == resident.train_y.tolist()
     import dataclasses
 
     # in-process reading, and the resident set's statistics (the streamed ones come from a sample)
     streamed = dataclasses.replace(streamed, workers=0, mean=resident.mean, std=resident.std)
     kw = {"seed": 3, "epoch": 1, "augment": True, "start_batch": 1}
-    pairs = list(zip(datasets.train_batches(resident, 6, **kw),
-                     datasets.train_batches(streamed, 6, **kw)))
-    assert len(pairs) == datasets.steps_per_epoch(resident, 6) - 1
+    pairs = list(zip(resident.train_batches(6, **kw), streamed.train_batches(6, **kw)))
+    assert len(pairs) == resident.steps_per_epoch(6) - 1
     for (xa, ya), (xb, yb) in pairs:
         torch.testing.assert_close(xb, xa)
         assert torch.equal(ya, yb)
-    for (xa, ya), (xb, yb) in zip(datasets.test_batches(resident, 4),
-                                  datasets.test_batches(streamed, 4)):
+    for (xa, ya), (xb, yb) in zip(resident.test_batches(4), streamed.test_batches(4)):
         torch.testing.assert_close(xb, xa)
         assert torch.equal(ya, yb)
+
+
+def test_streamed_subsets_and_validation_splits_equal_resident_ones(tmp_path, monkeypatch):
+    import dataclasses
+
+    from biofa import data as datasets
+
+    monkeypatch.setenv("BIOFA_CACHE", str(tmp_path / "cache"))
+    root = image_folder(tmp_path / "imgs", n_train=40, n_test=12)
+    resident = datasets.load(str(root))
+    streamed = dataclasses.replace(datasets.load(str(root), stream=True), workers=0,
+                                   mean=resident.mean, std=resident.std)
+    pairs = [(resident.subset(train=14, test=5), streamed.subset(train=14, test=5)),
+             *zip(resident.split_validation(9), streamed.split_validation(9))]
+    for a, b in pairs:
+        assert isinstance(b, datasets.StreamingDataSet) and b.workers == 0
+        assert (a.n_train, a.n_test) == (b.n_train, b.n_test)
+        assert torch.equal(a.train_labels, b.train_labels)
+        kw = {"seed": 5, "epoch": 2, "augment": True}
+        for (xa, ya), (xb, yb) in zip(a.train_batches(4, **kw), b.train_batches(4, **kw),
+                                      strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        for (xa, ya), (xb, yb) in zip(a.test_batches(4), b.test_batches(4), strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    train_part, validation = pairs[1][1], pairs[2][1]
+    assert not set(train_part.train_files) & set(validation.test_files)
+    assert set(train_part.train_files) | set(validation.test_files) == set(streamed.train_files)
+    assert torch.bincount(validation.test_labels).tolist() in ([5, 4], [4, 5])
 
 
 def test_fit_streams_an_image_folder_through_workers(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import biofa
 from biofa import Circuit, E, I, Units, conv, dense
-from biofa.data import load, train_batches
+from biofa.data import load
 
 pytestmark = pytest.mark.spiking
 needs_brian2 = pytest.mark.skipif(
@@ -51,7 +51,7 @@ def train(circuit: Circuit, data, epochs: int, seed: int = 0) -> biofa.CompiledC
         )
         opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
         for epoch in range(epochs):
-            for x, y in train_batches(data, 32, seed=seed, epoch=epoch):
+            for x, y in data.train_batches(32, seed=seed, epoch=epoch):
                 opt.zero_grad()
                 F.cross_entropy(model(x), y).backward()
                 opt.step()

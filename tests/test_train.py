@@ -11,7 +11,7 @@ import xarray as xr
 from small_circuits import small_ei_cnn
 
 from biofa import Circuit, Train
-from biofa.data import memory as datasets
+from biofa.data import DataSource, load
 from biofa.train import Diverged, build_optimizers, fit, lr_factor
 
 
@@ -55,7 +55,7 @@ def test_fit_writes_the_schema_and_learns(tmp_path):
             assert var in ds and "units" in ds[var].attrs and "long_name" in ds[var].attrs
         acc = ds.test_accuracy.squeeze().dropna("step")
         assert float(acc[-1]) > 0.6  # 10 classes: chance is 0.1
-        assert int(ds.step[-1]) == 4 * datasets.steps_per_epoch(datasets.load("digits"), 64)
+        assert int(ds.step[-1]) == 4 * load("digits").steps_per_epoch(64)
 
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
@@ -71,7 +71,7 @@ def test_resume_after_a_crash_continues_the_same_trajectory(tmp_path, monkeypatc
     train = TRAIN.replace(checkpoint_every=7)
     reference = values(fit(small(), train, out=tmp_path / "ref.nc"))
 
-    real = datasets.train_batches
+    real = DataSource.train_batches
     calls = {"n": 0}
 
     def crashing(*args, **kwargs):
@@ -81,24 +81,24 @@ def test_resume_after_a_crash_continues_the_same_trajectory(tmp_path, monkeypatc
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(datasets, "train_batches", crashing)
+    monkeypatch.setattr(DataSource, "train_batches", crashing)
     with pytest.raises(KeyboardInterrupt):
         fit(small(), train, out=tmp_path / "run.nc")
     assert (tmp_path / "run.ckpt").exists()
-    monkeypatch.setattr(datasets, "train_batches", real)
+    monkeypatch.setattr(DataSource, "train_batches", real)
     resumed = values(fit(small(), train, out=tmp_path / "run.nc", resume=True))
     for key in reference:
         np.testing.assert_array_equal(reference[key], resumed[key], err_msg=key)
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_record(tmp_path, monkeypatch):
-    real = datasets.train_batches
+    real = DataSource.train_batches
 
     def poisoned(*args, **kwargs):
         for i, (x, y) in enumerate(real(*args, **kwargs)):
             yield (x * float("nan"), y) if i == 11 else (x, y)
 
-    monkeypatch.setattr(datasets, "train_batches", poisoned)
+    monkeypatch.setattr(DataSource, "train_batches", poisoned)
     with pytest.raises(Diverged, match="step 12"):
         fit(small(), TRAIN, out=tmp_path / "run.nc")
     with xr.open_dataset(tmp_path / "run.nc") as ds:

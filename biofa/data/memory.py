@@ -1,67 +1,53 @@
-"""Data sets held in memory as tensors, with deterministic minibatches and on-device augmentation.
+"""Data sets held in memory as tensors: :class:`InMemoryDataSet`.
 
-Three kinds of source, all returned as a :class:`DataSet`:
+The images of both splits are tensors ``(N, C, H, W)``, uint8 in 0..255 or float (conventionally
+in [0, 1]); a batch is a gather of them on their device, then augmented and normalised there
+(:class:`~biofa.data.DataSource`). Build one from tensors with
+:meth:`InMemoryDataSet.from_tensors`, which computes the normalisation statistics.
 
-- ``"digits"``: scikit-learn's embedded 8x8 digits (no download), float32 in [0, 1].
-- ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"svhn"``: torchvision data sets under a root
-  folder (default ``$BIOFA_DATA`` or ``~/.cache/biofa/data``), as uint8 tensors.
-- a path to an ImageFolder directory or ``.zip`` (``train/<class>/*``, ``test/<class>/*``), decoded
-  once with PIL and cached as tensors under ``$BIOFA_CACHE`` (default ``~/.cache/biofa``).
-
-Batches are normalised per channel, :math:`\\hat x = (x/255 - \\mu_c)/\\sigma_c` (no ``/255`` for
-float sets), with :math:`\\mu_c, \\sigma_c` the train-split statistics. The order of epoch ``e`` is
-a permutation drawn from a generator seeded by ``(seed, e)`` only, together with the epoch's
-augmentation draws, so resuming mid-epoch (``start_batch``) reproduces the same batches exactly.
+Placement for training (:meth:`InMemoryDataSet.place`): on a GPU the whole set moves to the
+device when it takes less than 40 % of the device's free memory, so batches are gathered,
+augmented and normalised there with no copy at all; otherwise it stays in pinned host memory
+and each batch is gathered on the host into pinned memory and copied to the device without
+blocking (augmentation and normalisation still run on the device).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.util
-import logging
-import math
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from biofa.data import imagefolder
+from biofa.data.base import Batch, DataSource
+from biofa.data.normalization import channel_stats
 
-log = logging.getLogger(__name__)
+__all__ = ["InMemoryDataSet"]
 
-NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "svhn")
-_DIGITS_TEST = 360  # of 1797 digits; 1437 remain for training
-
-
-def _index_hash(i: int) -> bytes:  # fixes the digits split independently of any RNG
-    return hashlib.blake2b(int(i).to_bytes(4, "little"), digest_size=8).digest()
+_FIT_FRACTION = 0.4  # of the GPU's free memory a set may take to live there
 
 
-class DataNotFoundError(FileNotFoundError, ValueError):
-    """A named data set is neither on disk nor downloadable; the message says where to put it."""
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: tensors have no truth value; compare by identity
-class DataSet:
-    """A train/test data set held in memory.
+@dataclass(frozen=True, eq=False, repr=False)  # eq=False: tensors have no truth value
+class InMemoryDataSet(DataSource):
+    """A train/test data set held in memory (module docstring).
 
     Parameters
     ----------
     name
         Short name (``"digits"``, ``"mnist"``, or the stem of an ImageFolder path).
     train_x, test_x
-        Images ``(N, C, H, W)``: uint8 in 0..255, or float32 already in [0, 1].
+        Images ``(N, C, H, W)``: uint8 in 0..255, or float (conventionally in [0, 1]).
     train_y, test_y
         int64 class indices ``(N,)``.
     classes
         Class names; index ``k`` is ``classes[k]``.
     mean, std
         Per-channel mean and (population) standard deviation of ``train_x`` on the [0, 1] scale.
+    deliver_to
+        Set by :meth:`place` when the images stay in (pinned) host memory: the device batches
+        are copied to. ``None``: batches are made where the tensors are.
     """
 
     name: str
@@ -72,303 +58,156 @@ class DataSet:
     classes: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    _affine: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    deliver_to: torch.device | None = None
 
     def __post_init__(self) -> None:
-        for x, y in ((self.train_x, self.train_y), (self.test_x, self.test_y)):
+        what = f"data {self.name!r}"
+        for split in ("train", "test"):
+            x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
+            if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+                raise TypeError(f"{what}: {split}_x and {split}_y must be torch tensors")
             if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
-                raise ValueError(f"DataSet {self.name!r}: need x (N, C, H, W) and y (N,)")
+                raise ValueError(
+                    f"{what}: need {split}_x (N, C, H, W) and {split}_y (N,), got "
+                    f"{tuple(x.shape)} and {tuple(y.shape)}"
+                )
+            if not (x.dtype == torch.uint8 or x.is_floating_point()):
+                raise TypeError(f"{what}: {split}_x must be uint8 or float, not {x.dtype}")
+            if y.dtype != torch.int64:
+                raise TypeError(f"{what}: {split}_y must be int64 class indices, not {y.dtype}")
+        if self.test_x.shape[1:] != self.train_x.shape[1:]:
+            raise ValueError(
+                f"{what}: test images are {tuple(self.test_x.shape[1:])}, training images "
+                f"{tuple(self.train_x.shape[1:])} (C, H, W)"
+            )
         if not len(self.mean) == len(self.std) == self.train_x.shape[1]:
-            raise ValueError(f"DataSet {self.name!r}: mean/std need one entry per channel")
+            raise ValueError(f"{what}: mean/std need one entry per channel")
 
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
+    @classmethod
+    def from_tensors(
+        cls,
+        name: str,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        classes: Sequence[str] | None = None,
+    ) -> InMemoryDataSet:
+        """A data set from image and label tensors (or arrays), with its normalisation statistics.
 
+        Parameters
+        ----------
+        name
+            Short name, recorded with every run.
+        train_x, test_x
+            Images ``(N, C, H, W)``, uint8 in 0..255 or float (conventionally in [0, 1]).
+        train_y, test_y
+            Class indices ``(N,)`` (any integer type; stored as int64).
+        classes
+            Class names; default ``"0", "1", ...`` up to the largest label.
+        """
+        xs = [torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+              for x in (train_x, test_x)]
+        ys = [torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+              for y in (train_y, test_y)]
+        for y in ys:
+            if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+                raise TypeError(f"data {name!r}: labels must be integer class indices, "
+                                f"not {y.dtype}")
+        ys = [y.to(torch.int64) for y in ys]
+        if classes is None:
+            top = max((int(y.max()) for y in ys if len(y)), default=-1)
+            classes = [str(k) for k in range(top + 1)]
+        x = xs[0]
+        if x.dim() != 4:  # checked again, with both splits, by __post_init__
+            raise ValueError(f"data {name!r}: need train_x (N, C, H, W), got {tuple(x.shape)}")
+        return cls(name, xs[0], ys[0], xs[1], ys[1], tuple(classes), *channel_stats(x))
+
+    # ------------------------------------------------------------------------------ storage
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one example."""
         c, h, w = self.train_x.shape[1:]
         return (int(c), int(h), int(w))
 
-    def to(self, device: torch.device | str) -> DataSet:
-        """A copy with every tensor on ``device`` (dtypes kept)."""
-        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
-        return dataclasses.replace(self, **moved)
+    @property
+    def device(self) -> torch.device:
+        """Where batches are delivered."""
+        return self.deliver_to if self.deliver_to is not None else self.train_x.device
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw batch -> float32 ``(x/255 - mean)/std`` (no ``/255`` if float), on x's device."""
-        key = (x.device, x.dtype == torch.uint8)
-        if key not in self._affine:
-            scale = 255.0 if key[1] else 1.0
-            std = torch.tensor(self.std, dtype=torch.float64).clamp_min(1e-12)  # constant channel
-            mean = torch.tensor(self.mean, dtype=torch.float64)
-            a, b = 1.0 / (scale * std), -mean / std
-            self._affine[key] = tuple(t.float().view(1, -1, 1, 1).to(x.device) for t in (a, b))
-        a, b = self._affine[key]
-        return torch.addcmul(b, x.to(torch.float32), a)
+    @property
+    def train_labels(self) -> torch.Tensor:
+        """int64 CPU tensor of the training labels."""
+        return self.train_y.cpu()
 
+    @property
+    def test_labels(self) -> torch.Tensor:
+        """int64 CPU tensor of the test labels."""
+        return self.test_y.cpu()
 
-# ----------------------------------------------------------------------------------------- loading
-def load(data: str, *, root: str = "", stream: bool = False) -> DataSet:
-    """Load a data set into memory (CPU).
+    @property
+    def n_train(self) -> int:
+        """Number of training examples."""
+        return len(self.train_y)  # no copy off the device, unlike len(train_labels)
 
-    Parameters
-    ----------
-    data
-        ``"digits"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"svhn"``, or a path to an
-        ImageFolder directory or ``.zip`` holding ``train/<class>/*`` and ``test/<class>/*`` (at its
-        root or inside one top-level folder). A name wins over a folder of the same name: write
-        ``./mnist`` for the folder.
-    root
-        Folder of the torchvision data sets; default ``$BIOFA_DATA`` or ``~/.cache/biofa/data``.
-    stream
-        For an ImageFolder path: index it and read batches from disk through DataLoader workers
-        instead of decoding it into memory (:mod:`biofa.data.streaming`; for sets too large for
-        RAM).
+    @property
+    def n_test(self) -> int:
+        """Number of test examples."""
+        return len(self.test_y)
 
-    Raises
-    ------
-    ValueError
-        Unknown name that is not an existing path, or a path without the ImageFolder layout.
-    DataNotFoundError
-        A torchvision set is absent and cannot be downloaded (subclass of both
-        ``FileNotFoundError`` and ``ValueError``).
-    """
-    if stream:
-        if data in NAMES or not Path(data).expanduser().exists():
-            raise ValueError(
-                f"stream=True reads an ImageFolder directory or .zip, not "
-                f"data={data!r}; in-memory sets need no streaming"
-            )
-        from biofa.data.streaming import open_stream
+    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
 
-        return open_stream(data)  # type: ignore[return-value]
-    if data == "digits":
-        return _load_digits()
-    if data in NAMES:
-        return _load_torchvision(data, root)
-    path = Path(data).expanduser()
-    if path.exists():
-        blob = imagefolder.read(path)
-        parts = [blob[k] for k in ("train_x", "train_y", "test_x", "test_y")]
-        return _make(path.resolve().stem, *parts, blob["classes"])
-    raise ValueError(
-        f"data={data!r} is neither a known data set ({', '.join(NAMES)}) nor an existing path "
-        "to an ImageFolder directory or .zip (train/<class>/*, test/<class>/*)"
-    )
+    def _read(
+        self, split: str, order: torch.Tensor | None, slices: list[slice]
+    ) -> Iterator[Batch]:
+        x_all, y_all = self._split(split)
+        if self.deliver_to is None:  # resident: one gather per batch, where the tensors are
+            order = None if order is None else order.to(x_all.device)
+            for sl in slices:
+                idx = sl if order is None else order[sl]
+                yield x_all[idx], y_all[idx]
+            return
+        # host storage: gather into pinned memory, copy to the device without blocking
+        device = self.deliver_to
+        order = torch.arange(len(y_all)) if order is None else order
+        order_dev, y_dev = order.to(device), y_all.to(device)
+        for sl in slices:
+            idx = order[sl]
+            buf = torch.empty((len(idx), *x_all.shape[1:]), dtype=x_all.dtype,
+                              pin_memory=x_all.is_pinned())
+            torch.index_select(x_all, 0, idx, out=buf)
+            yield buf.to(device, non_blocking=True), y_dev[order_dev[sl]]
 
+    def _take(self, train, test) -> InMemoryDataSet:
+        parts = {}
+        for key, (split, index) in (("train", train), ("test", test)):
+            x, y = self._split(split)
+            index = index.to(x.device)
+            pinned = x.is_pinned()
+            x, y = x[index], y[index]
+            if pinned:  # host storage of a set placed for a GPU stays pinned
+                x, y = x.pin_memory(), y.pin_memory()
+            parts[f"{key}_x"], parts[f"{key}_y"] = x, y
+        return dataclasses.replace(self, **parts)
 
-def _make(name, train_x, train_y, test_x, test_y, classes) -> DataSet:
-    train_y, test_y = (torch.as_tensor(y, dtype=torch.int64) for y in (train_y, test_y))
-    return DataSet(name, train_x, train_y, test_x, test_y, tuple(classes), *_channel_stats(train_x))
+    def to(self, device: torch.device | str) -> InMemoryDataSet:
+        """A copy with every tensor on ``device`` (dtypes kept), batches made there."""
+        keys = ("train_x", "train_y", "test_x", "test_y")
+        moved = {k: getattr(self, k).to(device) for k in keys}
+        return dataclasses.replace(self, **moved, deliver_to=None)
 
-
-def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and population std on the [0, 1] scale, in float64.
-
-    uint8: exact, from a 256-bin histogram per channel; float: summed in chunks.
-    """
-    if x.dtype == torch.uint8:
-        hist = torch.stack(
-            [torch.bincount(x[:, c].flatten(), minlength=256) for c in range(x.shape[1])]
-        )
-        v = torch.arange(256, dtype=torch.float64) / 255
-        n = hist.sum(1).double()
-        s1, s2 = (hist.double() @ v) / n, (hist.double() @ v.square()) / n
-    else:
-        chunk = max(1, 2**22 // max(1, x[0].numel()))
-        s1 = s2 = torch.zeros(x.shape[1], dtype=torch.float64)
-        for i in range(0, len(x), chunk):
-            xb = x[i : i + chunk].to("cpu", torch.float64)
-            s1, s2 = s1 + xb.sum((0, 2, 3)), s2 + xb.square().sum((0, 2, 3))
-        n = x.shape[0] * x.shape[2] * x.shape[3]
-        s1, s2 = s1 / n, s2 / n
-    std = (s2 - s1.square()).clamp_min(0).sqrt()
-    return tuple(s1.tolist()), tuple(std.tolist())
-
-
-def _load_digits() -> DataSet:
-    """scikit-learn's 1797 digits, split 1437/360 stratified, the same split for every run.
-
-    Test examples per class follow the class frequencies (largest-remainder rounding of 360, ties
-    to the lower class); within a class, the examples whose BLAKE2b hash of their index (4 bytes,
-    little-endian) sorts first go to the test split. Both splits keep the original order.
-    """
-    # the CSV that load_digits() reads, without importing sklearn (saves ~1.5 s per run)
-    spec = importlib.util.find_spec("sklearn")
-    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec else None
-    if csv is not None and csv.is_file():
-        table = np.loadtxt(csv, delimiter=",")
-        images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
-    else:  # pragma: no cover - layout of a future scikit-learn
-        from sklearn.datasets import load_digits
-
-        images, target = load_digits(return_X_y=True)
-        images = images.reshape(-1, 8, 8)
-    x = torch.from_numpy(images.astype(np.float32) / 16.0).unsqueeze(1)
-    y = torch.from_numpy(target.astype(np.int64))
-    counts = torch.bincount(y).tolist()
-    quota = [_DIGITS_TEST * c / len(y) for c in counts]
-    take = [math.floor(q) for q in quota]
-    by_remainder = sorted(range(len(counts)), key=lambda k: (-(quota[k] - take[k]), k))
-    for k in by_remainder[: _DIGITS_TEST - sum(take)]:
-        take[k] += 1
-    is_test = torch.zeros(len(y), dtype=torch.bool)
-    for k, n_test in enumerate(take):
-        members = sorted(torch.nonzero(y == k).flatten().tolist(), key=_index_hash)
-        is_test[members[:n_test]] = True
-    classes = [str(k) for k in range(10)]
-    return _make("digits", x[~is_test], y[~is_test], x[is_test], y[is_test], classes)
-
-
-# torchvision class name, folder under root, what must be there
-_TORCHVISION = {
-    "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte.gz and the other three IDX files"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "the four Fashion-MNIST IDX files"),
-    "cifar10": ("CIFAR10", "", "cifar-10-python.tar.gz (or its folder cifar-10-batches-py/)"),
-    "svhn": ("SVHN", "", "train_32x32.mat and test_32x32.mat"),
-}
-
-
-def _load_torchvision(name: str, root: str) -> DataSet:
-    try:
-        from torchvision import datasets
-    except ImportError as err:  # pragma: no cover - torchvision is in the dev extra
-        raise ImportError(f"data={name!r} needs torchvision: pip install 'biofa[vision]'") from err
-    cls_name, sub, files = _TORCHVISION[name]
-    base = Path(root or os.environ.get("BIOFA_DATA", "") or "~/.cache/biofa/data").expanduser()
-    cls = getattr(datasets, cls_name)
-    splits = []
-    for train in (True, False):
-        kw = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
-        try:
-            try:  # local files first: download=True re-hashes or re-fetches for some sets
-                splits.append(cls(str(base), download=False, **kw))
-            except RuntimeError:  # torchvision's "Dataset not found"
-                splits.append(cls(str(base), download=True, **kw))
-        except Exception as err:  # absent and offline, or a partial/corrupt download
-            why = " ".join(f"{type(err).__name__}: {err}".split())
-            raise DataNotFoundError(
-                f"data={name!r} is not in {base / sub} and could not be downloaded ({why}); put "
-                f"{files} in {base / sub} (or set BIOFA_DATA / data_root to the folder holding "
-                "them), or pass the path of an ImageFolder directory or .zip "
-                "(train/<class>/*, test/<class>/*) as data"
-            ) from err
-    out = []
-    for ds in splits:
-        if name == "svhn":  # numpy (N, 3, 32, 32), labels already 0..9
-            x, y = torch.from_numpy(ds.data), torch.from_numpy(ds.labels)
-        elif name == "cifar10":  # numpy (N, 32, 32, 3)
-            x, y = torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.tensor(ds.targets)
-        else:  # uint8 tensor (N, 28, 28)
-            x, y = ds.data.unsqueeze(1), ds.targets
-        out += [x.contiguous(), y]
-    classes = getattr(splits[0], "classes", None) if name in ("fashion_mnist", "cifar10") else None
-    return _make(name, *out, classes or [str(k) for k in range(10)])
-
-
-# ------------------------------------------------------------------------------------- batching
-def steps_per_epoch(data: DataSet, batch_size: int, drop_last: bool = False) -> int:
-    """Number of training batches per epoch."""
-    n = len(data.train_y)
-    return n // batch_size if drop_last else -(-n // batch_size)
-
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """CPU generator seeded from ``(seed, epoch)`` only (BLAKE2b, so streams are unrelated)."""
-    digest = hashlib.blake2b(f"biofa.data:{int(seed)}:{int(epoch)}".encode(), digest_size=8)
-    return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
-
-
-def train_batches(
-    data: DataSet,
-    batch_size: int,
-    *,
-    seed: int,
-    epoch: int,
-    augment: bool = False,
-    start_batch: int = 0,
-    drop_last: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled, normalised training batches of one epoch, on the data's device.
-
-    The epoch's permutation and augmentation draws (crop offsets, flips; one per position) are
-    drawn up front from :func:`_epoch_generator`, so batch ``b`` is the same whether the
-    iteration starts at 0 or at ``start_batch <= b``. Yields ``(x float32, y int64)``.
-    """
-    if batch_size <= 0 or start_batch < 0:
-        raise ValueError(
-            f"need batch_size > 0 and start_batch >= 0, got {batch_size}, {start_batch}"
-        )
-    if getattr(data, "streaming", False):  # read from disk by workers (biofa.data.streaming)
-        yield from data.train_batches(
-            batch_size,
-            seed=seed,
-            epoch=epoch,
-            augment=augment,
-            start_batch=start_batch,
-            drop_last=drop_last,
-        )
-        return
-    n, device = len(data.train_y), data.train_x.device
-    g = _epoch_generator(seed, epoch)
-    perm = torch.randperm(n, generator=g).to(device)
-    draws = [d.to(device) for d in _draw(n, 4, g)] if augment else None
-    for b in range(start_batch, steps_per_epoch(data, batch_size, drop_last)):
-        sl = slice(b * batch_size, (b + 1) * batch_size)
-        idx = perm[sl]
-        x = data.train_x[idx]
-        if draws is not None:
-            x = _crop_flip(x, *(d[sl] for d in draws), padding=4)
-        yield data.normalize(x), data.train_y[idx]
-
-
-def test_batches(data: DataSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Test batches in order, normalised, without augmentation."""
-    if batch_size <= 0:
-        raise ValueError(f"need batch_size > 0, got {batch_size}")
-    if getattr(data, "streaming", False):
-        yield from data.test_batches(batch_size)
-        return
-    for i in range(0, len(data.test_y), batch_size):
-        yield data.normalize(data.test_x[i : i + batch_size]), data.test_y[i : i + batch_size]
-
-
-# ---------------------------------------------------------------------------------- augmentation
-def _draw(n: int, padding: int, generator: torch.Generator):
-    """Per-example crop offsets ``dy, dx`` in ``0..2*padding`` and flip flags, on the generator."""
-    kw = {"generator": generator, "device": generator.device}
-    dy = torch.randint(0, 2 * padding + 1, (n,), **kw)
-    dx = torch.randint(0, 2 * padding + 1, (n,), **kw)
-    flip = torch.randint(0, 2, (n,), **kw).bool()
-    return dy, dx, flip
-
-
-def _crop_flip(x, dy, dx, flip, padding: int) -> torch.Tensor:
-    """Zero-pad by ``padding``, crop ``H x W`` at ``(dy, dx)``, mirror where ``flip``; one gather.
-
-    ``out[n, c, i, j] = pad(x)[n, c, dy_n + i, dx_n + (W - 1 - j if flip_n else j)]``.
-    """
-    n, c, h, w = x.shape
-    dy, dx, flip = dy.to(x.device), dx.to(x.device), flip.to(x.device)
-    xp = F.pad(x, (padding,) * 4)
-    ih, iw = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
-    rows = dy[:, None] + ih
-    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - iw, iw)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return xp[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def augment_crop_flip(
-    x: torch.Tensor, generator: torch.Generator, padding: int = 4
-) -> torch.Tensor:
-    """Standard CIFAR augmentation for a whole batch ``(N, C, H, W)`` on its device.
-
-    Zero-pads by ``padding``, crops back to ``H x W`` at a per-example random offset and flips
-    each example horizontally with probability 1/2. Works on raw uint8 or float images (zero
-    padding = black). Draws come from ``generator`` (any device) via :func:`_draw`.
-    """
-    return _crop_flip(x, *_draw(len(x), padding, generator), padding=padding)
+    def place(self, device: torch.device | str) -> InMemoryDataSet:
+        """The set for training on ``device``: on a GPU, resident when it takes under 40 % of
+        the free memory, else in pinned host memory with batches copied without blocking (module
+        docstring); on any other device, :meth:`to`."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return self.to(device)
+        nbytes = sum(t.numel() * t.element_size() for t in (self.train_x, self.test_x))
+        free, _ = torch.cuda.mem_get_info(device)
+        if nbytes < _FIT_FRACTION * free:
+            return self.to(device)
+        keys = ("train_x", "train_y", "test_x", "test_y")
+        pinned = {k: getattr(self, k).cpu().pin_memory() for k in keys}
+        return dataclasses.replace(self, **pinned, deliver_to=device)

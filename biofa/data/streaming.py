@@ -5,35 +5,34 @@
 :class:`StreamingDataSet` instead of decoding every image into memory: only the file list and
 the labels are held; each batch's images are read and decoded by ``torch.utils.data.DataLoader``
 worker processes into pinned memory, copied to the device without blocking, and augmented (crop
-and flip) and normalised there -- the same code as for resident data. The rest of the training
-loop sees the same :func:`~biofa.data.train_batches` / :func:`~biofa.data.test_batches` API.
+and flip) and normalised there -- the code of every :class:`~biofa.data.DataSource`.
 
 Same batches as the in-memory path: the epoch's permutation and augmentation draws come from the
-same ``(seed, epoch)`` generator (:func:`biofa.data._epoch_generator`) and are indexed the same
-way, so a streamed run sees exactly the images, crops and flips a resident run of the same seed
-sees, and resuming at ``start_batch`` works the same. Images stay uint8 until they are on the
-device.
+same ``(seed, epoch)`` generator and are indexed the same way
+(:meth:`~biofa.data.DataSource.train_batches`), so a streamed run sees exactly the images, crops
+and flips a resident run of the same seed sees, and resuming at ``start_batch`` works the same.
+Images stay uint8 until they are on the device.
 
 Normalisation statistics (per-channel mean and std) come from a fixed sample of up to
-``stats_images`` training images (evenly spaced over the file list), not all of them.
-
-Without ``stream``, a set that is in memory but does not fit the GPU (over 40 % of its free
-memory) stays in host memory, pinned, and batches are copied without blocking
-(:func:`biofa.train._place_data`).
+``stats_images`` training images (evenly spaced over the file list), not all of them. Whether the
+set is greyscale or colour is decided on that sample and up to 256 test images: if they mix
+both, a warning names the counts and every image is read as RGB.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from biofa.data import imagefolder
+from biofa.data.base import Batch, DataSource
+from biofa.data.normalization import channel_stats
 
 __all__ = ["StreamingDataSet", "open_stream"]
 
@@ -58,7 +57,7 @@ class _Reader:
 class _Images(torch.utils.data.Dataset):
     """Decoded uint8 ``(C, H, W)`` images of one split, by index."""
 
-    def __init__(self, reader: _Reader, files: list[str], mode: str):
+    def __init__(self, reader: _Reader, files: list[str], mode: str | None):
         self.reader, self.files, self.mode = reader, files, mode
 
     def __len__(self) -> int:
@@ -66,23 +65,37 @@ class _Images(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         name = self.files[i]
-        with imagefolder._open(self.reader(name), name) as im:
-            a = np.array(im if im.mode == self.mode else im.convert(self.mode))  # writable copy
-        a = a[:, :, None] if a.ndim == 2 else a
-        return torch.from_numpy(a).permute(2, 0, 1)
+        return torch.from_numpy(imagefolder.decode(self.reader(name), name, self.mode)).permute(
+            2, 0, 1
+        )
 
 
 def _stack(batch: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(batch)
 
 
-@dataclass(frozen=True, eq=False)
-class StreamingDataSet:
+@dataclass(frozen=True, eq=False, repr=False)
+class StreamingDataSet(DataSource):
     """An ImageFolder set read from disk batch by batch (module docstring).
 
-    Has the attributes of :class:`biofa.data.DataSet` that do not need the images
-    (``name``, ``train_y``, ``test_y``, ``classes``, ``mean``, ``std``, ``input_shape``,
-    ``num_classes``, ``normalize``); ``streaming`` is True.
+    Parameters
+    ----------
+    name, classes, mean, std
+        As every :class:`~biofa.data.DataSource`.
+    root
+        The directory or zip.
+    train_files, test_files
+        Member names of each split's images, in storage order.
+    train_y, test_y
+        Their int64 labels (CPU).
+    mode
+        ``"L"`` or ``"RGB"``: what every image is converted to.
+    image_shape
+        ``(C, H, W)`` of every image.
+    workers
+        DataLoader worker processes (0: read in this process).
+    deliver_to
+        Where batches are delivered (:meth:`to`, :meth:`place`).
     """
 
     name: str
@@ -93,122 +106,99 @@ class StreamingDataSet:
     test_y: torch.Tensor
     classes: tuple[str, ...]
     mode: str
-    input_shape: tuple[int, int, int]
+    image_shape: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     workers: int = 4
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    _affine: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    streaming = True
+    deliver_to: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one example."""
+        return tuple(self.image_shape)
 
-    def to(self, device) -> StreamingDataSet:
+    @property
+    def device(self) -> torch.device:
+        """Where batches are delivered."""
+        return self.deliver_to
+
+    @property
+    def train_labels(self) -> torch.Tensor:
+        """int64 CPU tensor of the training labels."""
+        return self.train_y
+
+    @property
+    def test_labels(self) -> torch.Tensor:
+        """int64 CPU tensor of the test labels."""
+        return self.test_y
+
+    def to(self, device: torch.device | str) -> StreamingDataSet:
         """Where batches are delivered (the images stay on disk)."""
-        import dataclasses
+        return dataclasses.replace(self, deliver_to=torch.device(device))
 
-        return dataclasses.replace(self, device=torch.device(device))
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        from biofa.data.memory import DataSet
-
-        return DataSet.normalize(self, x)  # the same affine map, cached per device
+    def _split(self, split: str) -> tuple[list[str], torch.Tensor]:
+        return (self.train_files, self.train_y) if split == "train" else (
+            self.test_files, self.test_y)
 
     def _loader(self, files: list[str], batches: list[list[int]]) -> Iterator[torch.Tensor]:
         images = _Images(_Reader(self.root), files, self.mode)
-        return iter(
-            torch.utils.data.DataLoader(
-                images,
-                batch_sampler=batches,
-                num_workers=self.workers,
-                collate_fn=_stack,
-                pin_memory=self.device.type == "cuda",
-                prefetch_factor=4 if self.workers else None,
-                persistent_workers=False,
-            )
-        )
+        return iter(torch.utils.data.DataLoader(
+            images, batch_sampler=batches, num_workers=self.workers, collate_fn=_stack,
+            pin_memory=self.deliver_to.type == "cuda",
+            prefetch_factor=4 if self.workers else None,
+            persistent_workers=False,
+        ))
 
-    def train_batches(
-        self,
-        batch_size: int,
-        *,
-        seed: int,
-        epoch: int,
-        augment: bool,
-        start_batch: int,
-        drop_last: bool,
-    ):
-        """Batches of one epoch: the permutation and draws of :func:`biofa.data.train_batches`."""
-        from biofa.data import memory as datasets
+    def _read(
+        self, split: str, order: torch.Tensor | None, slices: list[slice]
+    ) -> Iterator[Batch]:
+        files, labels = self._split(split)
+        order = torch.arange(len(files)) if order is None else order
+        batches = [order[sl] for sl in slices]
+        labels = labels.to(self.deliver_to)
+        for idx, x in zip(batches, self._loader(files, [b.tolist() for b in batches])):
+            yield x.to(self.deliver_to, non_blocking=True), labels[idx.to(self.deliver_to)]
 
-        n = len(self.train_y)
-        g = datasets._epoch_generator(seed, epoch)
-        perm = torch.randperm(n, generator=g)
-        draws = [d.to(self.device) for d in datasets._draw(n, 4, g)] if augment else None
-        steps = datasets.steps_per_epoch(self, batch_size, drop_last)
-        slices = [slice(b * batch_size, (b + 1) * batch_size) for b in range(start_batch, steps)]
-        labels = self.train_y.to(self.device)
-        for sl, x in zip(
-            slices, self._loader(self.train_files, [perm[sl].tolist() for sl in slices])
-        ):
-            x = x.to(self.device, non_blocking=True)
-            if draws is not None:
-                x = datasets._crop_flip(x, *(d[sl] for d in draws), padding=4)
-            yield self.normalize(x), labels[perm[sl].to(self.device)]
-
-    def test_batches(self, batch_size: int):
-        n = len(self.test_y)
-        slices = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
-        labels = self.test_y.to(self.device)
-        for idx, x in zip(slices, self._loader(self.test_files, slices)):
-            x = x.to(self.device, non_blocking=True)
-            yield self.normalize(x), labels[idx[0] : idx[-1] + 1]
+    def _take(self, train, test) -> StreamingDataSet:
+        parts = {}
+        for key, (split, index) in (("train", train), ("test", test)):
+            files, labels = self._split(split)
+            parts[f"{key}_files"] = [files[i] for i in index.tolist()]
+            parts[f"{key}_y"] = labels[index]
+        return dataclasses.replace(self, **parts)
 
 
-def open_stream(
-    path: str | Path, *, workers: int | None = None, stats_images: int = 4096
-) -> StreamingDataSet:
+def open_stream(path: str | Path, *, workers: int | None = None,
+                stats_images: int = 4096) -> StreamingDataSet:
     """Index an ImageFolder directory or ``.zip`` for streaming (module docstring)."""
     root = Path(path).expanduser().resolve()
-    if root.is_dir():
-        names = [
-            os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
-            for d, _, fs in os.walk(root, followlinks=True)
-            for f in fs
-        ]
-    elif zipfile.is_zipfile(root):
-        with zipfile.ZipFile(root) as z:
-            names = [i.filename for i in z.infolist() if not i.is_dir()]
-    else:
-        raise ValueError(
-            f"data={str(path)!r}: stream=True needs an ImageFolder directory or "
-            ".zip (train/<class>/*, test/<class>/*)"
-        )
-    reader = _Reader(root)
-    found = imagefolder.layout(str(path), names, reader)
+    names, folders = imagefolder.list_members(root)
+    found = imagefolder.layout(str(path), names, folders)
     (train_files, train_labels), (test_files, test_labels) = found["train"], found["test"]
-    images = _Images(reader, train_files, found["mode"])
+    reader = _Reader(root)
+    native = _Images(reader, train_files, None)  # each image in its own mode
     step = max(1, len(train_files) // stats_images)
-    sample = torch.stack([images[i] for i in range(0, len(train_files), step)][:stats_images])
-    from biofa.data.memory import _channel_stats
-
-    mean, std = _channel_stats(sample)
+    sample = [native[i] for i in range(0, len(train_files), step)][:stats_images]
+    test_step = max(1, len(test_files) // 256)
+    checked = sample + [_Images(reader, test_files, None)[i]
+                        for i in range(0, len(test_files), test_step)][:256]
+    if len({tuple(x.shape[1:]) for x in checked}) > 1:
+        sizes = sorted({tuple(x.shape[1:]) for x in checked})
+        raise ValueError(f"data={str(path)!r}: images of different sizes {sizes[:3]} (H, W); "
+                         "every image must have one size")
+    grey = sum(len(x) == 1 for x in checked)
+    imagefolder.warn_mixed(str(path), grey, len(checked) - grey,
+                           sample=f" (in a sample of {len(checked)})")
+    mode = "L" if grey == len(checked) else "RGB"
+    if mode == "RGB":
+        sample = [x.expand(3, -1, -1) for x in sample]
+    mean, std = channel_stats(torch.stack(sample))
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 1) - 1))
     return StreamingDataSet(
-        name=root.stem,
-        root=root,
-        train_files=train_files,
-        test_files=test_files,
+        name=root.stem, root=root, train_files=train_files, test_files=test_files,
         train_y=torch.tensor(train_labels, dtype=torch.int64),
-        test_y=torch.tensor(test_labels, dtype=torch.int64),
-        classes=tuple(found["classes"]),
-        mode=found["mode"],
-        input_shape=tuple(int(s) for s in sample.shape[1:]),
-        mean=mean,
-        std=std,
+        test_y=torch.tensor(test_labels, dtype=torch.int64), classes=tuple(found["classes"]),
+        mode=mode, image_shape=tuple(int(s) for s in sample[0].shape), mean=mean, std=std,
         workers=workers,
     )

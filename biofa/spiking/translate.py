@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from biofa.circuit import Circuit
-from biofa.data import DataSet
+from biofa.data import DataSource
 from biofa.data import load as load_data
 from biofa.nn import CompiledCircuit
 from biofa.spiking.network import SpikingNetwork
@@ -37,7 +37,7 @@ PLAN_OPTIONS = (
 
 def to_brian2(
     model: CompiledCircuit | Circuit,
-    data: DataSet | str | None = None,
+    data: DataSource | str | None = None,
     *,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
@@ -114,7 +114,7 @@ def to_brian2(
 
 def plan_for(
     model: CompiledCircuit | Circuit,
-    data: DataSet | str | None = None,
+    data: DataSource | str | None = None,
     *,
     input_shape=None,
     num_classes=None,
@@ -147,7 +147,7 @@ def plan_for(
 
 
 def compiled(
-    model: CompiledCircuit | Circuit, data: DataSet | None, input_shape, num_classes, seed: int
+    model: CompiledCircuit | Circuit, data: DataSource | None, input_shape, num_classes, seed: int
 ) -> CompiledCircuit:
     """``model`` itself, or the circuit compiled for ``data`` (or the given shapes)."""
     if isinstance(model, CompiledCircuit):
@@ -171,7 +171,7 @@ def intensities(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
-def calibration_batch(model: CompiledCircuit, data: DataSet | None, n: int, seed: int):
+def calibration_batch(model: CompiledCircuit, data: DataSource | None, n: int, seed: int):
     """``(normalised images, labels, mean summed intensity)`` of ``n`` random training images."""
     if data is None:
         log.warning("biofa.spiking: no data given; calibrating on %d uniform random images", n)
@@ -183,11 +183,11 @@ def calibration_batch(model: CompiledCircuit, data: DataSet | None, n: int, seed
             f"{model.input_shape}"
         )
     # a random subset, not the first n: image folders list their images class by class
-    index = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(seed))[:n]
-    raw = data.train_x[index]
+    index = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(seed))[:n]
+    raw, labels = (t.cpu() for t in data.train_examples(index))
     return (
         data.normalize(raw),
-        data.train_y[index],
+        labels,
         float(intensities(raw).flatten(1).sum(1).mean()),
     )
 

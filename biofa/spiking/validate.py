@@ -27,7 +27,7 @@ import xarray as xr
 
 from biofa._version import __version__
 from biofa.circuit import Circuit
-from biofa.data import DataSet
+from biofa.data import DataSource
 from biofa.data import load as load_data
 from biofa.nn import CompiledCircuit
 from biofa.spiking import dataset
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def validate(
     model: CompiledCircuit | Circuit,
-    data: DataSet | str,
+    data: DataSource | str,
     n_images: int = 200,
     duration: float = 0.1,
     target: str = "auto",
@@ -81,8 +81,9 @@ def validate(
     start = time.perf_counter()
     data = load_data(data) if isinstance(data, str) else data
     model = compiled(model, data, None, None, seed)
-    index = test_subset(len(data.test_y), n_images, seed)
-    n, raw, labels = len(index), data.test_x[index], data.test_y[index]
+    index = test_subset(data.n_test, n_images, seed)
+    raw, labels = (t.cpu() for t in data.test_examples(index))
+    n = len(index)
     x = data.normalize(raw)
     logits = probe(model, x).logits if isinstance(error_target, str) else None
     targets = error_targets(error_target, labels, logits, model.num_classes)

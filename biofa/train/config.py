@@ -23,12 +23,13 @@ class Train:
     Parameters
     ----------
     data
-        ``"digits"`` (embedded, no download), ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``,
-        ``"svhn"``, or a path to an ImageFolder directory or ``.zip`` (``train/<class>/*``,
-        ``test/<class>/*``).
+        A registered data set (``biofa.data.available()``: ``"digits"`` embedded, no download;
+        ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"svhn"``; and any registered with
+        :func:`biofa.data.register_dataset`), or a path to an ImageFolder directory or ``.zip``
+        (``train/<class>/*``, ``test/<class>/*``).
     data_root
-        Where torchvision data sets live or are downloaded to (default ``$BIOFA_DATA`` or
-        ``~/.cache/biofa/data``).
+        Passed to the data set's loader: where torchvision data sets live or are downloaded to
+        (default ``$BIOFA_DATA`` or ``~/.cache/biofa/data``).
     augment
         Standard CIFAR augmentation: random crop with 4-pixel zero padding and horizontal flip.
     stream

@@ -14,7 +14,6 @@ so CPU runs are bit-reproducible and a resumed run continues the same trajectory
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from biofa.circuit import Circuit
-from biofa.data import memory as datasets
+from biofa.data import DataSource, load
 from biofa.measure.probes import projection_metrics
 from biofa.measure.record import Recorder, run_recorder
 from biofa.measure.shadow import shadow_metrics
@@ -120,7 +119,7 @@ def _autocast(train: Train, device: torch.device):
 
 def evaluate(
     model: CompiledCircuit,
-    data: datasets.DataSet,
+    data: DataSource,
     batch_size: int,
     train: Train,
     device: torch.device,
@@ -130,26 +129,11 @@ def evaluate(
     model.eval()
     correct = torch.zeros((), device=device, dtype=torch.long)
     with torch.no_grad(), _autocast(train, device):
-        for x, y in datasets.test_batches(data, batch_size):
+        for x, y in data.test_batches(batch_size):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             correct += (model(x).argmax(1) == y).sum()
     model.train(was_training)
-    return correct.double() / len(data.test_y)
-
-
-def _place_data(data: datasets.DataSet, device: torch.device) -> datasets.DataSet:
-    """Data on the GPU when it fits (40 % of free memory), else in pinned host memory, copied
-    batch by batch without blocking; a streamed set delivers its batches to ``device``."""
-    if getattr(data, "streaming", False):
-        return data.to(device)
-    if device.type != "cuda":
-        return data
-    nbytes = sum(t.numel() * t.element_size() for t in (data.train_x, data.test_x))
-    free, _ = torch.cuda.mem_get_info(device)
-    if nbytes < 0.4 * free:
-        return data.to(device)
-    pinned = {k: getattr(data, k).pin_memory() for k in ("train_x", "train_y", "test_x", "test_y")}
-    return dataclasses.replace(data, **pinned)
+    return correct.double() / data.n_test
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -183,7 +167,7 @@ def fit(
         device = ddp.device
     main = distributed.is_main(ddp)  # rank 0 records, evaluates, writes, logs
     torch.manual_seed(derive_seed(train.seed, "torch"))
-    data = _place_data(datasets.load(train.data, root=train.data_root, stream=train.stream), device)
+    data = load(train.data, root=train.data_root, stream=train.stream).place(device)
     model = compile(
         circuit, input_shape=data.input_shape, num_classes=data.num_classes, seed=train.seed
     ).to(device)
@@ -195,7 +179,7 @@ def fit(
     step_fn = torch.compile(step_fn) if train.compile else step_fn
     optimizers = build_optimizers(model, train)
     global_batch = train.batch_size * (ddp.world_size if ddp else 1)  # each rank: one shard
-    per_epoch = datasets.steps_per_epoch(data, global_batch, drop_last=ddp is not None)
+    per_epoch = data.steps_per_epoch(global_batch, drop_last=ddp is not None)
     total = train.epochs * per_epoch
     if train.max_steps:
         total = min(total, train.max_steps)
@@ -260,8 +244,7 @@ def fit(
             epoch = step // per_epoch
             epoch_t0 = time.perf_counter()
             _set_weight_decay(optimizers, train, epoch)
-            batches = datasets.train_batches(
-                data,
+            batches = data.train_batches(
                 global_batch,
                 seed=train.seed,
                 epoch=epoch,

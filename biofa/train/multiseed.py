@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from biofa import rules
 from biofa.circuit import Circuit
-from biofa.data import memory as datasets
+from biofa.data import load
 from biofa.measure.probes import projection_metrics
 from biofa.measure.record import run_recorder
 from biofa.measure.shadow import shadow_metrics
@@ -158,7 +158,7 @@ def fit_seeds(
 
     device = train_mod.resolve_device(train.device)
     torch.manual_seed(derive_seed(seeds[0], "torch"))
-    data = train_mod._place_data(datasets.load(train.data, root=train.data_root), device)
+    data = load(train.data, root=train.data_root).place(device)
     models = [
         compile(circuit, input_shape=data.input_shape, num_classes=data.num_classes, seed=s).to(
             device
@@ -173,7 +173,7 @@ def fit_seeds(
     base = copy.deepcopy(models[0])  # the module functional_call runs (its own tensors unused)
     params, buffers = stack(models)
     optimizers = train_mod.build_optimizers(StackedParameters(models[0], params), train)
-    per_epoch = datasets.steps_per_epoch(data, train.batch_size)
+    per_epoch = data.steps_per_epoch(train.batch_size)
     total = train.epochs * per_epoch
     if train.max_steps:
         total = min(total, train.max_steps)
@@ -209,11 +209,11 @@ def fit_seeds(
         base.eval()
         hits = torch.zeros(K, device=device, dtype=torch.long)
         with torch.no_grad(), train_mod._autocast(train, device):
-            for x, y in datasets.test_batches(data, max(train.batch_size, 256)):
+            for x, y in data.test_batches(max(train.batch_size, 256)):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 hits += (batched_eval(params, buffers, x).argmax(-1) == y).sum(-1)
         base.train()
-        return hits.double() / len(data.test_y)
+        return hits.double() / data.n_test
 
     zeros = torch.zeros(K, device=device, dtype=torch.float64)
     loss_sum, correct, seen = zeros.clone(), zeros.clone(), 0
@@ -242,14 +242,8 @@ def fit_seeds(
         epoch_t0 = time.perf_counter()
         train_mod._set_weight_decay(optimizers, train, epoch)
         streams = [
-            datasets.train_batches(
-                data,
-                train.batch_size,
-                seed=s,
-                epoch=epoch,
-                augment=train.augment,
-                start_batch=step % per_epoch,
-            )
+            data.train_batches(train.batch_size, seed=s, epoch=epoch,
+                               augment=train.augment, start_batch=step % per_epoch)
             for s in seeds
         ]
         for batch in zip(*streams):
