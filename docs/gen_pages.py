@@ -16,10 +16,14 @@ converted from reStructuredText to Markdown by :func:`rst_to_md`.
 
 from __future__ import annotations
 
+import html
 import inspect
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RULES_TABLE = "<!-- biofa:rules-table -->"
 METRICS_TABLE = "<!-- biofa:metrics-table -->"
@@ -28,17 +32,36 @@ RULES_INDEX = "rules/index.md"
 _ROLE = re.compile(r":(?:mod|class|func|meth|attr|data|obj|exc):`(~?)([^`]+)`")
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+?)``")
+_LINK = re.compile(r"`([^`<]+?)\s*<(https?://[^>]+)>`__?")
 _LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+\.)\s")
 
+Reference = Callable[[str, str], str]
+"""``reference(target, shown)``: the Markdown of a cross-reference role to ``target`` shown as
+``shown`` (:func:`code_reference` by default, :func:`link_reference` for links)."""
 
-def rst_to_md(text: str) -> str:
+
+def code_reference(target: str, shown: str) -> str:
+    """A cross-reference as plain code: ``:class:`~a.B``` -> ```B```."""
+    return f"`{shown}`"
+
+
+def link_reference(target: str, shown: str) -> str:
+    """A cross-reference as an optional mkdocs-autorefs link: a link where ``target`` is documented
+    on the site, the same code text (no warning) where it is not."""
+    code = f"<code>{html.escape(shown)}</code>"
+    return f'<autoref identifier="{html.escape(target)}" optional>{code}</autoref>'
+
+
+def rst_to_md(text: str, reference: Reference = code_reference) -> str:
     """The reStructuredText of a docstring as Markdown (with ``pymdownx.arithmatex`` maths).
 
-    Handles what rule docstrings use: ``.. math::`` blocks (-> ``$$ ... $$``), ``:math:`` roles
-    (-> ``$...$``), cross-reference roles and ````literals```` (-> code), and list nesting
-    (reST indents nested items by 2 spaces, Markdown needs 4).
+    Handles what biofa's docstrings use: ``.. math::`` blocks (-> ``$$ ... $$``), ``:math:`` roles
+    (-> ``$...$``), cross-reference roles (-> ``reference(target, shown)``: code by default),
+    ````literals```` (-> code), hyperlinks (```text <url>`_`` -> ``[text](url)``), literal blocks
+    after ``::`` (-> fenced code) and list nesting (reST indents nested items by 2 spaces, Markdown
+    needs 4). Used for the rule pages and, through ``docs/griffe_rst.py``, every API docstring.
     """
-    lines = _inline(inspect.cleandoc(text)).splitlines()  # roles may span lines
+    lines = _inline(inspect.cleandoc(text), reference).splitlines()  # roles may span lines
     out: list[str] = []
     i = 0
     in_list = False
@@ -54,31 +77,69 @@ def rst_to_md(text: str) -> str:
             in_list = False
         pad = " " * (2 * indent if in_list else indent)
         if stripped.startswith(".. math::"):
-            body = [stripped[len(".. math::") :].strip()]
-            i += 1
-            while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
-                body.append(lines[i])
-                i += 1
-            maths = [b.strip() for b in body if b.strip()]  # whitespace means nothing in TeX
+            body, i = _block(lines, i, indent)
+            maths = [stripped[len(".. math::") :].strip()] + [b.strip() for b in body]
+            maths = [m for m in maths if m]  # whitespace means nothing in TeX
             out += ["", f"{pad}$$"] + [f"{pad}{m}" for m in maths] + [f"{pad}$$", ""]
+            continue
+        if stripped.endswith("::") and _block(lines, i, indent)[0]:
+            body, i = _block(lines, i, indent)
+            lead = stripped[:-2].rstrip()
+            if lead:  # "text::" -> "text:"; a lone "::" disappears
+                out.append(pad + (lead if lead.endswith(":") else lead + ":"))
+            depth = min(_indent(b) for b in body if b.strip())
+            code = [b[depth:].rstrip() for b in body]
+            while code and not code[0]:
+                code.pop(0)
+            out += ["", f"{pad}```"] + [f"{pad}{c}" if c else "" for c in code] + [f"{pad}```", ""]
             continue
         out.append(pad + stripped if stripped else "")
         i += 1
     return "\n".join(out).strip() + "\n"
 
 
+def _block(lines: list[str], i: int, indent: int) -> tuple[list[str], int]:
+    """The lines after ``lines[i]`` indented deeper than ``indent`` (blank lines included), and the
+    index of the first line after them."""
+    body = []
+    j = i + 1
+    while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > indent):
+        body.append(lines[j])
+        j += 1
+    while body and not body[-1].strip():  # trailing blank lines belong to what follows
+        body.pop()
+        j -= 1
+    if not any(b.strip() for b in body):
+        return [], i + 1
+    return body, j
+
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _inline(text: str) -> str:
+def _inline(text: str, reference: Reference = code_reference) -> str:
+    def role(m: re.Match) -> str:
+        target = m.group(2).strip()
+        shown = target.split(".")[-1] if m.group(1) else target
+        return reference(target, shown)
+
     text = _MATH_ROLE.sub(lambda m: f"${m.group(1)}$", text)
-    text = _ROLE.sub(lambda m: f"`{m.group(2).split('.')[-1] if m.group(1) else m.group(2)}`", text)
+    text = _ROLE.sub(role, text)
+    text = _LINK.sub(lambda m: f"[{m.group(1).strip()}]({m.group(2)})", text)
     return _LITERAL.sub(lambda m: f"`{m.group(1)}`", text)
 
 
 # ---------------------------------------------------------------------------------- rule pages
+def this_checkout() -> None:
+    """Put this checkout first on ``sys.path``: the site documents its biofa, whichever biofa is
+    installed (mkdocs restores ``sys.path`` after loading a hook, so this runs in the hooks)."""
+    if sys.path[:1] != [str(ROOT)]:
+        sys.path.insert(0, str(ROOT))
+
+
 def _rules() -> dict[str, type]:
+    this_checkout()
     from biofa import rules
 
     return {name: rules.get(name) for name in rules.available()}
@@ -130,7 +191,7 @@ def rule_page(name: str, cls: type) -> str:
             "",
             "## Definition",
             "",
-            rst_to_md(doc),
+            rst_to_md(doc, link_reference),
         ]
     )
 

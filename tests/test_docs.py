@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -61,6 +62,26 @@ def test_rst_to_md_converts_what_rule_docstrings_use():
     assert "$\\theta(a, b)$" in md
     assert "`that spans\ntwo lines`" in md
     assert "\n* item one\n    continued\n    - nested item\n* item two" in md
+
+
+def test_rst_to_md_links_literal_blocks_and_references():
+    text = """Written with :func:`register` through `submitit <https://example.org/s>`_::
+
+        [project.entry-points."biofa.rules"]
+        my_rule = "pkg:Rule"
+
+    Then more text.
+    """
+    md = gen.rst_to_md(text, lambda target, shown: f"<{target}|{shown}>")
+    assert md.startswith(
+        "Written with <register|register> through [submitit](https://example.org/s):"
+    )
+    assert '\n```\n[project.entry-points."biofa.rules"]\nmy_rule = "pkg:Rule"\n```\n' in md
+    assert md.rstrip().endswith("Then more text.")
+    ref = gen.link_reference("biofa.circuit.graph.Circuit", "Circuit")
+    assert ref == (
+        '<autoref identifier="biofa.circuit.graph.Circuit" optional><code>Circuit</code></autoref>'
+    )
 
 
 @pytest.mark.parametrize("name", rules.available())
@@ -154,21 +175,42 @@ def test_adding_a_rule_example_registers_and_trains(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ the build
-def test_mkdocs_build_strict(tmp_path):
+def load_docs_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mathjax = load_docs_module("mathjax_assets")
+
+
+def mkdocs_command() -> list[str]:
     for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
         pytest.importorskip(module)
-    mkdocs = shutil.which("mkdocs")
-    command = [mkdocs] if mkdocs else [sys.executable, "-m", "mkdocs"]
-    site = tmp_path / "site"
+    return [sys.executable, "-m", "mkdocs"]  # this interpreter, so this checkout's biofa
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """``mkdocs build --strict`` of the whole site, once for the tests below."""
+    command = mkdocs_command()
+    if shutil.which("npm") is None and not (mathjax.CACHE / mathjax.SCRIPT).is_file():
+        pytest.skip(mathjax.INSTALL_HINT)
+    site = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [*command, "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
-        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return site
+
+
+def test_mkdocs_build_strict(site):
     for name in rules.available():
         assert (site / "rules" / name / "index.html").exists(), name
     output = (site / "output-format" / "index.html").read_text()
@@ -176,3 +218,107 @@ def test_mkdocs_build_strict(tmp_path):
         assert f"<code>{name}</code>" in output, name
     index = (site / "index.html").read_text()
     assert ('href="benchmarks/"' in index) == (DOCS / "benchmarks.md").exists()
+
+
+RAW_REST = re.compile(r":(?:class|func|meth|mod|math|data|attr|obj|exc):|\.\. math::|<autoref")
+
+
+def test_api_page_renders_rest_roles_as_links_and_maths(site):
+    api = (site / "api" / "index.html").read_text()
+    assert not RAW_REST.findall(api), sorted(set(RAW_REST.findall(api)))
+    # :func:`angle` in feedback_angle's docstring links to angle's entry on the same page
+    assert re.search(r'<a class="autorefs[^"]*"[^>]*href="#biofa\.measure\.metrics\.angle">', api)
+    # :class:`~biofa.circuit.graph.Circuit` (canonical path) links to the documented alias
+    assert re.search(r'href="#biofa\.circuit\.Circuit"><code>Circuit</code></a>', api)
+    assert api.count('class="arithmatex"') >= 10  # .. math:: blocks and :math: roles
+    assert 'id="biofa.spiking.validate.validate"' in api  # was hidden by its module's name
+    for name in rules.available():  # rule pages use the same converter
+        page = (site / "rules" / name / "index.html").read_text()
+        assert not RAW_REST.findall(page), (name, sorted(set(RAW_REST.findall(page))))
+
+
+EXTERNAL = re.compile(
+    r"<(script|link|img|iframe)\b[^>]*?\b(?:src|href)=\"((?:https?:)?//[^\"]+)\"[^>]*>"
+)
+
+
+def test_site_loads_nothing_from_other_hosts_and_serves_mathjax(site):
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 10
+    for page in pages:
+        loaded = [m.group(0) for m in EXTERNAL.finditer(page.read_text())]
+        assert not loaded, (
+            page.relative_to(site),
+            loaded,
+        )  # links <a href> to other sites are fine
+    script = site / mathjax.SCRIPT
+    assert script.stat().st_size > 500_000, "MathJax's combined component"
+    assert list((site / mathjax.SITE_PATH / "output/chtml/fonts/woff-v2").glob("*.woff"))
+    assert (site / mathjax.SITE_PATH / "input/tex/extensions/boldsymbol.js").is_file()
+    api = (site / "api" / "index.html").read_text()
+    assert '<script src="../assets/mathjax/tex-mml-chtml.js"></script>' in api
+    assert "cdn.jsdelivr" not in (ROOT / "mkdocs.yml").read_text()
+
+
+def test_docs_build_without_npm_stops_with_one_line(tmp_path):
+    command = mkdocs_command()
+    bin_dir = tmp_path / "bin"  # a PATH with this python and nothing else (no npm)
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(Path(sys.executable).resolve())
+    result = subprocess.run(
+        [str(bin_dir / "python"), *command[1:], "build", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "PATH": str(bin_dir),
+            "BIOFA_DOCS_CACHE": str(tmp_path / "cache"),  # an empty cache
+            "NO_MKDOCS_2_WARNING": "1",
+        },
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "install Node.js with npm" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_mathjax_extract_keeps_the_site_files_and_checks_the_hash(tmp_path):
+    import io
+    import tarfile
+
+    tarball = tmp_path / "mathjax.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in (
+            "es5/tex-mml-chtml.js",
+            "es5/output/chtml/fonts/woff-v2/a.woff",
+            "es5/tex-svg.js",
+            "es5/node-main.js",
+            "README.md",
+            "es5/ui/menu.js",
+        ):
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(name)
+            tar.addfile(info, io.BytesIO(name.encode()))
+    mathjax._extract(tarball, tmp_path / "out")
+    kept = sorted(p.relative_to(tmp_path / "out").as_posix() for p in tmp_path.rglob("out/**/*.*"))
+    assert kept == ["output/chtml/fonts/woff-v2/a.woff", "tex-mml-chtml.js", "ui/menu.js"]
+    with pytest.raises(mathjax.MathJaxUnavailable, match="is not the pinned sha512"):
+        mathjax._check_integrity(tarball)
+
+
+def test_griffe_extension_converts_docstrings_in_place():
+    griffe = pytest.importorskip("griffe")
+    extensions = griffe.load_extensions(str(DOCS / "griffe_rst.py"))
+    package = griffe.load("biofa", search_paths=[str(ROOT)], extensions=extensions)
+    train = package["train.config.Train"].docstring.value
+    assert ":class:" not in train and "``" not in train
+    link = '<autoref identifier="biofa.train.optim.BatchManhattan" optional>'
+    assert link in train
+    angle = package["measure.metrics.angle"].docstring.value
+    assert "$$" in angle and ".. math::" not in angle
+    loop = package["train.loop"].docstring.value  # :class:`~biofa.measure.record.Recorder`
+    assert (
+        '<autoref identifier="biofa.measure.record.Recorder" optional><code>Recorder</code>' in loop
+    )
