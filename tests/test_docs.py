@@ -96,7 +96,9 @@ def test_every_registered_rule_gets_a_page_with_its_maths_and_options(name):
     if ".. math::" in module_doc:
         assert "$$" in page and ".. math::" not in page
     assert re.search(r"\(\d{4}\)|\d{4}\)", page), "the page should carry the citation"
-    assert f"[`{name}`]({name}.md)" in gen.rules_table()
+    assert f"[`{name}`]({name}.md)" in gen.rules_table()  # the site: the generated page
+    committed = gen.rules_table(for_site=False)  # GitHub: the source file, with the maths
+    assert f"[`{name}`](../../biofa/rules/{name}.py)" in committed
 
 
 def test_metrics_table_lists_every_registered_metric_with_units():
@@ -106,6 +108,70 @@ def test_metrics_table_lists_every_registered_metric_with_units():
         assert f"`{info.units}`" in row and info.long_name in row
         dims = "step, projection)" if info.per == "projection" else "..., step)"
         assert dims in row
+
+
+REGIONS = {
+    "rules/index.md": "rules-table",
+    "output-format.md": "metrics-table",
+    "configuration.md": "train-fields",
+}
+
+
+def test_generated_tables_are_real_text_and_up_to_date():
+    for page, name in REGIONS.items():
+        text = (DOCS / page).read_text()
+        match = gen.REGION.search(text)
+        assert match and match["name"] == name, page
+        assert match["body"].count("\n|") > 3, f"{page}: the {name} region holds no table"
+    assert not re.search(
+        r"<!-- biofa:[a-z-]+ -->", "".join(p.read_text() for p in DOCS.rglob("*.md"))
+    )
+    stale = [p.relative_to(ROOT).as_posix() for p in gen.update(check=True)]
+    assert not stale, (
+        f"generated tables out of date in {stale}: run python docs/gen_pages.py --update"
+    )
+
+
+def test_update_rewrites_a_stale_region_only():
+    page = "configuration.md"
+    text = (DOCS / page).read_text()
+    stale = gen.REGION.sub(lambda m: m["start"] + "| old |\n" + m["end"], text)
+    assert stale != text and gen.fill(stale, page) == text
+    assert gen.fill("no regions here\n", page) == "no regions here\n"
+    with pytest.raises(ValueError, match="unknown generated region 'nope'"):
+        gen.fill("<!-- biofa:nope:start -->\n<!-- biofa:nope:end -->", page)
+
+
+def test_train_table_lists_every_field_with_type_default_and_meaning():
+    import dataclasses
+
+    table = gen.train_table()
+    rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines()[2:]}
+    fields = dataclasses.fields(biofa.Train)
+    assert list(rows) == [f.name for f in fields]
+    for f in fields:
+        _, _, type_, default, meaning, _ = rows[f.name].split("|")
+        assert type_.strip() == f"`{f.type}`", f.name
+        assert default.strip().strip("`") in (repr(f.default), f'"{f.default}"'), f.name
+        assert len(meaning.strip()) > 8 and ":class:" not in meaning and "``" not in meaning
+    assert '| `data` | `str` | `"digits"` | `"digits"` (embedded, no download)' in table
+    assert "| `lr` | `float` | `0.05` | see `optimizer` |" in table
+
+
+def test_every_train_field_must_be_described(monkeypatch):
+    monkeypatch.setattr(gen, "numpy_parameters", lambda doc: {})
+    with pytest.raises(ValueError, match="Train.data is not described in Train's docstring"):
+        gen.train_table()
+
+
+def test_update_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(DOCS / "gen_pages.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
 
 # ----------------------------------------------------------------------------- code on the pages
@@ -172,6 +238,41 @@ def test_adding_a_rule_example_registers_and_trains(tmp_path, monkeypatch):
         "sparse_feedback_alignment", namespace["SparseFeedbackAlignment"]
     )
     assert "$$" in page and "density=0.25" in page
+
+
+def test_concepts_input_kind_e_makes_every_weight_obey_dale():
+    (block,) = [b for b in code_blocks("concepts.md") if 'kind="E"' in b]
+    namespace: dict = {}
+    exec(compile(block, "concepts.md", "exec"), namespace)
+    circuit = namespace["c"]
+    model = biofa.compile(circuit, input_shape=(1, 8, 8), num_classes=10)
+    signs = {}
+    for piece, group in model.projection_slices():
+        w = group.weight[:, piece.start : piece.stop].detach()
+        signs[piece.projection] = (bool((w >= 0).all()), bool((w < 0).any()))
+    assert signs["image->h"] == (True, False)  # the pixels' weights: all >= 0
+    # the default input ("Units") leaves the first projection unconstrained
+    default = biofa.Circuit("default_input")
+    default.input("image")
+    default.area("h", biofa.E(32), biofa.I(8))
+    default.readout("out")
+    default.connect("image", "h", biofa.dense(flatten=True))
+    default.connect("h", "out", biofa.dense())
+    model = biofa.compile(default, input_shape=(1, 8, 8), num_classes=10)
+    ((piece, group),) = [(p, g) for p, g in model.projection_slices() if p.source == "image"]
+    w = group.weight[:, piece.start : piece.stop].detach()
+    assert bool((w < 0).any()) and bool((w > 0).any())
+
+
+def test_configuration_page_example_and_error_message():
+    (block,) = code_blocks("configuration.md")
+    namespace: dict = {}
+    exec(compile(block, "configuration.md", "exec"), namespace)
+    assert namespace["quick"].max_steps == 40 and namespace["quick"].lr == 1e-3
+    page = (DOCS / "configuration.md").read_text()
+    with pytest.raises(ValueError) as error:
+        biofa.Train(optimizer="lbfgs")
+    assert f"`ValueError: {error.value}`" in page
 
 
 # ------------------------------------------------------------------------------------ the build
