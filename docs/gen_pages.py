@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import html
+import importlib.util
 import inspect
 import json
 import os
@@ -35,105 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RULES_INDEX = "rules/index.md"
 
-_ROLE = re.compile(r":(?:mod|class|func|meth|attr|data|obj|exc):`(~?)([^`]+)`")
-_MATH_ROLE = re.compile(r":math:`([^`]+)`")
-_LITERAL = re.compile(r"``([^`]+?)``")
-_LINK = re.compile(r"`([^`<]+?)\s*<(https?://[^>]+)>`__?")
-_LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+\.)\s")
 
-Reference = Callable[[str, str], str]
-"""``reference(target, shown)``: the Markdown of a cross-reference role to ``target`` shown as
-``shown`` (:func:`code_reference` by default, :func:`link_reference` for links)."""
+def _load_sibling(name: str):
+    """``docs/<name>.py`` as a module (``docs/`` is not a package, nor on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(f"biofa_docs_{name}", DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def code_reference(target: str, shown: str) -> str:
-    """A cross-reference as plain code: ``:class:`~a.B``` -> ```B```."""
-    return f"`{shown}`"
-
-
-def link_reference(target: str, shown: str) -> str:
-    """A cross-reference as an optional mkdocs-autorefs link: a link where ``target`` is documented
-    on the site, the same code text (no warning) where it is not."""
-    code = f"<code>{html.escape(shown)}</code>"
-    return f'<autoref identifier="{html.escape(target)}" optional>{code}</autoref>'
-
-
-def rst_to_md(text: str, reference: Reference = code_reference) -> str:
-    """The reStructuredText of a docstring as Markdown (with ``pymdownx.arithmatex`` maths).
-
-    Handles what biofa's docstrings use: ``.. math::`` blocks (-> ``$$ ... $$``), ``:math:`` roles
-    (-> ``$...$``), cross-reference roles (-> ``reference(target, shown)``: code by default),
-    ````literals```` (-> code), hyperlinks (```text <url>`_`` -> ``[text](url)``), literal blocks
-    after ``::`` (-> fenced code) and list nesting (reST indents nested items by 2 spaces, Markdown
-    needs 4). Used for the rule pages and, through ``docs/griffe_rst.py``, every API docstring.
-    """
-    lines = _inline(inspect.cleandoc(text), reference).splitlines()  # roles may span lines
-    out: list[str] = []
-    i = 0
-    in_list = False
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.lstrip()
-        indent = len(line) - len(stripped)
-        if _LIST_ITEM.match(line) and indent == 0:
-            in_list = True
-        elif not stripped:
-            pass
-        elif indent == 0:
-            in_list = False
-        pad = " " * (2 * indent if in_list else indent)
-        if stripped.startswith(".. math::"):
-            body, i = _block(lines, i, indent)
-            maths = [stripped[len(".. math::") :].strip()] + [b.strip() for b in body]
-            maths = [m for m in maths if m]  # whitespace means nothing in TeX
-            out += ["", f"{pad}$$"] + [f"{pad}{m}" for m in maths] + [f"{pad}$$", ""]
-            continue
-        if stripped.endswith("::") and _block(lines, i, indent)[0]:
-            body, i = _block(lines, i, indent)
-            lead = stripped[:-2].rstrip()
-            if lead:  # "text::" -> "text:"; a lone "::" disappears
-                out.append(pad + (lead if lead.endswith(":") else lead + ":"))
-            depth = min(_indent(b) for b in body if b.strip())
-            code = [b[depth:].rstrip() for b in body]
-            while code and not code[0]:
-                code.pop(0)
-            out += ["", f"{pad}```"] + [f"{pad}{c}" if c else "" for c in code] + [f"{pad}```", ""]
-            continue
-        out.append(pad + stripped if stripped else "")
-        i += 1
-    return "\n".join(out).strip() + "\n"
-
-
-def _block(lines: list[str], i: int, indent: int) -> tuple[list[str], int]:
-    """The lines after ``lines[i]`` indented deeper than ``indent`` (blank lines included), and the
-    index of the first line after them."""
-    body = []
-    j = i + 1
-    while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > indent):
-        body.append(lines[j])
-        j += 1
-    while body and not body[-1].strip():  # trailing blank lines belong to what follows
-        body.pop()
-        j -= 1
-    if not any(b.strip() for b in body):
-        return [], i + 1
-    return body, j
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
-
-
-def _inline(text: str, reference: Reference = code_reference) -> str:
-    def role(m: re.Match) -> str:
-        target = m.group(2).strip()
-        shown = target.split(".")[-1] if m.group(1) else target
-        return reference(target, shown)
-
-    text = _MATH_ROLE.sub(lambda m: f"${m.group(1)}$", text)
-    text = _ROLE.sub(role, text)
-    text = _LINK.sub(lambda m: f"[{m.group(1).strip()}]({m.group(2)})", text)
-    return _LITERAL.sub(lambda m: f"`{m.group(1)}`", text)
+_rst = _load_sibling("rst_md")
+code_reference, link_reference, rst_to_md = _rst.code_reference, _rst.link_reference, _rst.rst_to_md
+inline = _rst.inline
 
 
 # ---------------------------------------------------------------------------------- rule pages
@@ -244,7 +157,7 @@ def metrics_table() -> str:
         definition = ""
         if info.fn is not None and info.fn.__doc__:
             first = inspect.getdoc(info.fn).split("\n\n")[0]
-            definition = " ".join(_inline(line.strip()) for line in first.splitlines())
+            definition = " ".join(inline(line.strip()) for line in first.splitlines())
         definition = definition or _RUN_DEFINITIONS.get(name, "")
         units = f"`{info.units}`"
         rows.append(

@@ -3,7 +3,7 @@
 biofa's docstrings are NumPy-style with reST inside (``:class:`~biofa.x.Y```, ``:math:`...```,
 ``.. math::`` blocks, ````literals````, ``::`` literal blocks). mkdocstrings renders Markdown, so
 once griffe has loaded the package this extension rewrites every docstring with the converter the
-rule pages use (:func:`gen_pages.rst_to_md`, one converter for the whole site). Cross-reference
+rule pages use (:func:`rst_md.rst_to_md`, one converter for the whole site). Cross-reference
 roles become optional mkdocs-autorefs links: a link where the target is documented on the site,
 code text where it is not. Targets are resolved as Sphinx would: a full dotted path as written, a
 short name (``:class:`Train```, ``:meth:`Train.replace```) in the scope of the docstring's object.
@@ -29,15 +29,15 @@ from typing import Any
 import griffe
 
 
-def _load_gen_pages():
-    path = Path(__file__).with_name("gen_pages.py")
-    spec = importlib.util.spec_from_file_location("biofa_docs_gen_pages", path)
+def _load_rst_md():
+    path = Path(__file__).with_name("rst_md.py")  # docs/ is not a package, nor on sys.path
+    spec = importlib.util.spec_from_file_location("biofa_docs_rst_md", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_gen = _load_gen_pages()
+_rst = _load_rst_md()
 
 
 def resolve(obj: griffe.Object, target: str) -> str | None:
@@ -65,9 +65,9 @@ def convert(obj: griffe.Object) -> None:
 
     def reference(target: str, shown: str) -> str:
         path = resolve(obj, target)
-        return _gen.link_reference(path, shown) if path else _gen.code_reference(target, shown)
+        return _rst.link_reference(path, shown) if path else _rst.code_reference(target, shown)
 
-    docstring.value = _gen.rst_to_md(docstring.value, reference).rstrip("\n")
+    docstring.value = _rst.rst_to_md(docstring.value, reference).rstrip("\n")
     docstring.__dict__.pop("parsed", None)  # parsed lazily: drop a parse of the old text
     obj.extra["biofa_docs"]["converted"] = True
 
