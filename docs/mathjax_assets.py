@@ -15,6 +15,9 @@ sites. Why MathJax and not KaTeX: the docstrings use TeX that MathJax renders as
 (``\\operatorname``, ``\\bigl``, ``\\lVert``...), and the site already had its configuration
 (``docs/javascripts/mathjax.js``).
 
+The notebook pages (mkdocs-jupyter, through nbconvert's template) would load MathJax 2 from a CDN:
+:func:`on_post_page` removes that block, so they use the site's MathJax like every page.
+
 Files kept: the combined component ``tex-mml-chtml.js``, its CommonHTML fonts (woff-v2), the TeX
 extensions it autoloads (``\\require``, ``\\boldsymbol``, ...), and the menu's accessibility
 components (``ui/``, ``a11y/``, ``sre/``), which MathJax loads from beside the script when asked.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -133,6 +137,17 @@ def on_config(config, **kwargs):
             f"mkdocs.yml: extra_javascript must load {SCRIPT} (docs/mathjax_assets.py)"
         )
     return config
+
+
+# nbconvert's template (used by mkdocs-jupyter for the notebook pages) loads MathJax 2 from a CDN
+# between these comments; the site's own MathJax 3 is on every page, notebooks included.
+NOTEBOOK_MATHJAX = re.compile(
+    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S
+)
+
+
+def on_post_page(output, page, config, **kwargs):
+    return NOTEBOOK_MATHJAX.sub("", output)
 
 
 def on_files(files, config, **kwargs):

@@ -358,6 +358,19 @@ def test_site_loads_nothing_from_other_hosts_and_serves_mathjax(site):
     assert (site / mathjax.SITE_PATH / "input/tex/extensions/boldsymbol.js").is_file()
     api = (site / "api" / "index.html").read_text()
     assert '<script src="../assets/mathjax/tex-mml-chtml.js"></script>' in api
+    notebook = (site / "notebooks" / "01_first_circuit" / "index.html").read_text()
+    assert "Load mathjax" not in notebook  # nbconvert's MathJax 2 from a CDN, removed
+    assert '<script src="../../assets/mathjax/tex-mml-chtml.js"></script>' in notebook
+
+
+def test_notebooks_are_in_the_site_with_their_stored_outputs(site):
+    nav = (site / "index.html").read_text()
+    for name in ("01_first_circuit", "02_comparing_rules", "03_spiking_validation"):
+        page = (site / "notebooks" / name / "index.html").read_text()
+        assert page.count('src="data:image/png;base64,') >= 1, name  # the stored figure
+        assert "test accuracy" in page or "rate correlation" in page, name  # stored text output
+        assert (site / "notebooks" / name / f"{name}.ipynb").is_file()  # the download
+        assert f'href="notebooks/{name}/"' in nav, name  # in the nav, under Tutorials
     assert "cdn.jsdelivr" not in (ROOT / "mkdocs.yml").read_text()
 
 

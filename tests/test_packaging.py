@@ -81,4 +81,4 @@ def test_readme_user_install_comes_first_and_names_real_extras():
     named = {e for group in extras for e in group.split(",")}
     assert {"spiking", "vision", "viz"} <= named
     assert named <= set(pyproject()["optional-dependencies"]), named
-    assert "(docs/notebooks/)" in section
+    assert "(docs/notebooks/)" in section and list((ROOT / "docs" / "notebooks").glob("*.ipynb"))
