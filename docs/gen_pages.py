@@ -1,4 +1,5 @@
-"""Pages generated from the code: one per registered rule, and the output-format tables.
+"""Pages and tables generated from the code: one page per registered rule, and the tables of rules,
+metrics and ``Train`` fields written into the Markdown pages.
 
 Used as a mkdocs hook (``hooks:`` in ``mkdocs.yml``), so a newly registered rule or metric appears
 in the next ``mkdocs build`` with nothing to edit:
@@ -6,79 +7,58 @@ in the next ``mkdocs build`` with nothing to edit:
 * ``on_config`` expands the nav entry ``rules/index.md`` into a section with one page per rule of
   :func:`biofa.rules.available` and links ``benchmarks.md`` when that page exists;
 * ``on_files`` adds the generated ``rules/<name>.md`` pages (nothing is written to ``docs/``);
-* ``on_page_markdown`` replaces ``<!-- biofa:rules-table -->`` and ``<!-- biofa:metrics-table -->``
-  with tables built from the rule registry and :data:`biofa.measure.metrics.METRICS`.
+* ``on_page_markdown`` regenerates every region between ``<!-- biofa:NAME:start ... -->`` and
+  ``<!-- biofa:NAME:end -->`` (``rules-table``, ``metrics-table``, ``train-fields``).
 
-``python docs/gen_pages.py OUT_DIR`` writes the generated pages to ``OUT_DIR`` to look at them.
-Rule pages show the rule module's docstring (the maths and the citation, DESIGN section 4),
-converted from reStructuredText to Markdown by :func:`rst_to_md`.
+The regions are real text in the committed pages too, so the tables read on GitHub:
+``python docs/gen_pages.py --update`` rewrites them from the registries (``--check`` only says
+which are stale; ``tests/test_docs.py`` fails when one is). ``python docs/gen_pages.py OUT_DIR``
+writes the generated pages to ``OUT_DIR`` to look at them. Rule pages show the rule module's
+docstring (the maths and the citation, DESIGN section 4), converted from reStructuredText to
+Markdown by :func:`rst_to_md`, the converter ``docs/griffe_rst.py`` applies to the API pages.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib.util
 import inspect
+import json
+import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-RULES_TABLE = "<!-- biofa:rules-table -->"
-METRICS_TABLE = "<!-- biofa:metrics-table -->"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 RULES_INDEX = "rules/index.md"
 
-_ROLE = re.compile(r":(?:mod|class|func|meth|attr|data|obj|exc):`(~?)([^`]+)`")
-_MATH_ROLE = re.compile(r":math:`([^`]+)`")
-_LITERAL = re.compile(r"``([^`]+?)``")
-_LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+\.)\s")
+
+def _load_sibling(name: str):
+    """``docs/<name>.py`` as a module (``docs/`` is not a package, nor on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(f"biofa_docs_{name}", DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def rst_to_md(text: str) -> str:
-    """The reStructuredText of a docstring as Markdown (with ``pymdownx.arithmatex`` maths).
-
-    Handles what rule docstrings use: ``.. math::`` blocks (-> ``$$ ... $$``), ``:math:`` roles
-    (-> ``$...$``), cross-reference roles and ````literals```` (-> code), and list nesting
-    (reST indents nested items by 2 spaces, Markdown needs 4).
-    """
-    lines = _inline(inspect.cleandoc(text)).splitlines()  # roles may span lines
-    out: list[str] = []
-    i = 0
-    in_list = False
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.lstrip()
-        indent = len(line) - len(stripped)
-        if _LIST_ITEM.match(line) and indent == 0:
-            in_list = True
-        elif not stripped:
-            pass
-        elif indent == 0:
-            in_list = False
-        pad = " " * (2 * indent if in_list else indent)
-        if stripped.startswith(".. math::"):
-            body = [stripped[len(".. math::") :].strip()]
-            i += 1
-            while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
-                body.append(lines[i])
-                i += 1
-            maths = [b.strip() for b in body if b.strip()]  # whitespace means nothing in TeX
-            out += ["", f"{pad}$$"] + [f"{pad}{m}" for m in maths] + [f"{pad}$$", ""]
-            continue
-        out.append(pad + stripped if stripped else "")
-        i += 1
-    return "\n".join(out).strip() + "\n"
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
-
-
-def _inline(text: str) -> str:
-    text = _MATH_ROLE.sub(lambda m: f"${m.group(1)}$", text)
-    text = _ROLE.sub(lambda m: f"`{m.group(2).split('.')[-1] if m.group(1) else m.group(2)}`", text)
-    return _LITERAL.sub(lambda m: f"`{m.group(1)}`", text)
+_rst = _load_sibling("rst_md")
+code_reference, link_reference, rst_to_md = _rst.code_reference, _rst.link_reference, _rst.rst_to_md
+inline = _rst.inline
 
 
 # ---------------------------------------------------------------------------------- rule pages
+def this_checkout() -> None:
+    """Put this checkout first on ``sys.path``: the site documents its biofa, whichever biofa is
+    installed (mkdocs restores ``sys.path`` after loading a hook, so this runs in the hooks)."""
+    if sys.path[:1] != [str(ROOT)]:
+        sys.path.insert(0, str(ROOT))
+
+
 def _rules() -> dict[str, type]:
+    this_checkout()
     from biofa import rules
 
     return {name: rules.get(name) for name in rules.available()}
@@ -149,22 +129,42 @@ def rule_page(name: str, cls: type) -> str:
             "",
             "## Definition",
             "",
-            rst_to_md(doc),
+            rst_to_md(doc, link_reference),
         ]
     )
 
 
-def rules_table() -> str:
+def rules_table(for_site: bool = True, page: str = RULES_INDEX) -> str:
+    """Every registered rule: name, scope, options, summary.
+
+    On the site (``for_site``) each name links to its generated page; in the committed Markdown
+    (read on GitHub, where the generated pages do not exist) to the rule's source file, whose
+    docstring holds the maths. ``page``: the page the table is on (links are relative to it).
+    """
+    here = (DOCS / page).parent
     rows = ["| rule | delivery | options | summary |", "|---|---|---|---|"]
     for name, cls in _rules().items():
+        target = DOCS / "rules" / f"{name}.md" if for_site else _source(cls)
+        title = f"`{name}`"
+        if target is not None:
+            title = f"[{title}]({Path(os.path.relpath(target, here)).as_posix()})"
         delivery = "direct" if _direct(cls) else "layer-wise"
-        rows.append(f"| [`{name}`]({name}.md) | {delivery} | {_options(cls)} | {cls.summary()} |")
+        rows.append(f"| {title} | {delivery} | {_options(cls)} | {cls.summary()} |")
     return "\n".join(rows) + "\n"
+
+
+def _source(cls: type) -> Path | None:
+    """The file defining ``cls`` if it is in this checkout (a plug-in rule's is not)."""
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if file is None or not Path(file).resolve().is_relative_to(ROOT):
+        return None
+    return Path(file).resolve()
 
 
 # ------------------------------------------------------------------------------ metrics table
 def metrics_table() -> str:
-    """Every registered metric: name, dims, units, long name and definition."""
+    """Every registered metric: name, dims, units, long name and definition (rules' own metrics
+    included)."""
     from biofa.measure import registered
 
     dims = {
@@ -176,7 +176,7 @@ def metrics_table() -> str:
         definition = ""
         if info.fn is not None and info.fn.__doc__:
             first = inspect.getdoc(info.fn).split("\n\n")[0]
-            definition = " ".join(_inline(line.strip()) for line in first.splitlines())
+            definition = " ".join(inline(line.strip()) for line in first.splitlines())
         definition = definition or _RUN_DEFINITIONS.get(name, "")
         units = f"`{info.units}`"
         rows.append(
@@ -194,6 +194,121 @@ _RUN_DEFINITIONS = {
     "learning_rate": "the forward optimiser's learning rate at the step (after the schedule)",
     "wall_time": "seconds since training started (a resumed run continues the count)",
 }
+
+
+# --------------------------------------------------------------------------- Train's fields
+def train_table() -> str:
+    """Every field of ``Train``: name, type, default and its description from the docstring."""
+    this_checkout()
+    from biofa.train.config import Train
+
+    described = numpy_parameters(inspect.getdoc(Train) or "")
+    fields = dataclasses.fields(Train)
+    first: dict[str, str] = {}  # the first field (in field order) of each docstring group
+    rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
+    for f in fields:
+        if f.name not in described:
+            raise ValueError(
+                f"Train.{f.name} is not described in Train's docstring (its Parameters section): "
+                f"the Configuration page lists every field"
+            )
+        group, text = described[f.name]
+        lead = first.setdefault(group, f.name)
+        meaning = text if lead == f.name else f"see `{lead}`"
+        rows.append(f"| `{f.name}` | `{f.type}` | {_default(f)} | {_cell(meaning)} |")
+    return "\n".join(rows) + "\n"
+
+
+def numpy_parameters(doc: str) -> dict[str, tuple[str, str]]:
+    """``{name: (group, Markdown description)}`` of a NumPy docstring's Parameters section; names
+    described together (``epochs, batch_size``) share ``group`` (the first name of the line)."""
+    lines = doc.splitlines()
+    try:
+        start = (
+            next(
+                i
+                for i, line in enumerate(lines[:-1])
+                if line.strip() == "Parameters" and set(lines[i + 1].strip()) == {"-"}
+            )
+            + 2
+        )
+    except StopIteration:
+        return {}
+    entries: list[tuple[list[str], list[str]]] = []
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if i + 1 < len(lines) and line.strip() and set(lines[i + 1].strip()) == {"-"}:
+            break  # the next section
+        if line.strip() and not line[0].isspace():
+            entries.append(([n.strip() for n in line.split(":")[0].split(",")], []))
+        elif entries:
+            entries[-1][1].append(line)
+    out = {}
+    for names, body in entries:
+        text = " ".join(rst_to_md("\n".join(body)).split())
+        out.update({name: (names[0], text) for name in names})
+    return out
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        return "required"
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return f"`{json.dumps(value) if isinstance(value, str) else repr(value)}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+# ---------------------------------------------------------------------- generated regions
+REGION = re.compile(
+    r"(?P<start><!-- biofa:(?P<name>[a-z-]+):start\b[^>]*-->\n)(?P<body>.*?)"
+    r"(?P<end><!-- biofa:(?P=name):end -->)",
+    re.S,
+)
+START = "<!-- biofa:{name}:start (generated: python docs/gen_pages.py --update) -->"
+END = "<!-- biofa:{name}:end -->"
+
+
+def region_text(name: str, page: str, for_site: bool = False) -> str:
+    """The generated Markdown of region ``name`` on ``page`` (a path relative to ``docs/``)."""
+    makers: dict[str, Callable[[], str]] = {
+        "rules-table": lambda: rules_table(for_site, page),
+        "metrics-table": metrics_table,
+        "train-fields": train_table,
+    }
+    if name not in makers:
+        raise ValueError(f"{page}: unknown generated region {name!r} (known: {', '.join(makers)})")
+    return makers[name]()
+
+
+def fill(markdown: str, page: str, for_site: bool = False) -> str:
+    """``markdown`` with every generated region (between its start and end markers) rewritten."""
+
+    def sub(m: re.Match) -> str:
+        body = region_text(m["name"], page, for_site)
+        return f"{m['start']}\n{body}\n{m['end']}"
+
+    return REGION.sub(sub, markdown)
+
+
+def pages_with_regions() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md") if REGION.search(p.read_text()))
+
+
+def update(check: bool = False) -> list[Path]:
+    """Rewrite the generated regions of ``docs/*.md`` (or, with ``check``, only list the stale
+    pages). Returns the pages that changed or would change."""
+    stale = []
+    for path in pages_with_regions():
+        text = path.read_text()
+        new = fill(text, path.relative_to(DOCS).as_posix())
+        if new != text:
+            stale.append(path)
+            if not check:
+                path.write_text(new)
+    return stale
 
 
 # ---------------------------------------------------------------------------------- mkdocs hooks
@@ -227,18 +342,40 @@ def on_files(files, config, **kwargs):
 
 
 def on_page_markdown(markdown, page, config, files, **kwargs):
-    if RULES_TABLE in markdown:
-        markdown = markdown.replace(RULES_TABLE, rules_table())
-    if METRICS_TABLE in markdown:
-        markdown = markdown.replace(METRICS_TABLE, metrics_table())
-    return markdown
+    """Regenerate the page's generated regions, so the site is current even when the committed
+    text is not (``tests/test_docs.py`` fails on stale committed text)."""
+    return fill(markdown, page.file.src_uri, for_site=True)
 
 
-if __name__ == "__main__":
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "site-preview")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python docs/gen_pages.py",
+        description="Write the generated tables into docs/*.md (--update), check them (--check), "
+        "or write the generated rule pages and tables to OUT_DIR to look at them.",
+    )
+    parser.add_argument("out", nargs="?", help="preview folder (default: site-preview)")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--update", action="store_true", help="rewrite stale generated regions")
+    action.add_argument("--check", action="store_true", help="exit 1 if a region is stale")
+    args = parser.parse_args(argv)
+    if args.update or args.check:
+        stale = update(check=args.check)
+        for path in stale:
+            print(f"{'stale' if args.check else 'updated'}: {path.relative_to(ROOT)}")
+        if args.check and stale:
+            print("run: python docs/gen_pages.py --update", file=sys.stderr)
+            return 1
+        return 0
+    out = Path(args.out or "site-preview")
     (out / "rules").mkdir(parents=True, exist_ok=True)
     for rule_name, rule_cls in _rules().items():
         (out / "rules" / f"{rule_name}.md").write_text(rule_page(rule_name, rule_cls))
     (out / "metrics-table.md").write_text(metrics_table())
     (out / "rules-table.md").write_text(rules_table())
+    (out / "train-fields.md").write_text(train_table())
     print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -65,6 +66,26 @@ def test_rst_to_md_converts_what_rule_docstrings_use():
     assert "\n* item one\n    continued\n    - nested item\n* item two" in md
 
 
+def test_rst_to_md_links_literal_blocks_and_references():
+    text = """Written with :func:`register` through `submitit <https://example.org/s>`_::
+
+        [project.entry-points."biofa.rules"]
+        my_rule = "pkg:Rule"
+
+    Then more text.
+    """
+    md = gen.rst_to_md(text, lambda target, shown: f"<{target}|{shown}>")
+    assert md.startswith(
+        "Written with <register|register> through [submitit](https://example.org/s):"
+    )
+    assert '\n```\n[project.entry-points."biofa.rules"]\nmy_rule = "pkg:Rule"\n```\n' in md
+    assert md.rstrip().endswith("Then more text.")
+    ref = gen.link_reference("biofa.circuit.graph.Circuit", "Circuit")
+    assert ref == (
+        '<autoref identifier="biofa.circuit.graph.Circuit" optional><code>Circuit</code></autoref>'
+    )
+
+
 @pytest.mark.parametrize("name", rules.available())
 def test_every_registered_rule_gets_a_page_with_its_maths_and_options(name):
     cls = rules.get(name)
@@ -77,7 +98,9 @@ def test_every_registered_rule_gets_a_page_with_its_maths_and_options(name):
     if ".. math::" in module_doc:
         assert "$$" in page and ".. math::" not in page
     assert re.search(r"\(\d{4}\)|\d{4}\)", page), "the page should carry the citation"
-    assert f"[`{name}`]({name}.md)" in gen.rules_table()
+    assert f"[`{name}`]({name}.md)" in gen.rules_table()  # the site: the generated page
+    committed = gen.rules_table(for_site=False)  # GitHub: the source file, with the maths
+    assert f"[`{name}`](../../biofa/rules/{name}.py)" in committed
 
 
 def test_metrics_table_lists_every_registered_metric_with_units():
@@ -87,6 +110,70 @@ def test_metrics_table_lists_every_registered_metric_with_units():
         assert f"`{info.units}`" in row and info.long_name in row
         dims = "step, projection)" if info.per == "projection" else "..., step)"
         assert dims in row
+
+
+REGIONS = {
+    "rules/index.md": "rules-table",
+    "output-format.md": "metrics-table",
+    "configuration.md": "train-fields",
+}
+
+
+def test_generated_tables_are_real_text_and_up_to_date():
+    for page, name in REGIONS.items():
+        text = (DOCS / page).read_text()
+        match = gen.REGION.search(text)
+        assert match and match["name"] == name, page
+        assert match["body"].count("\n|") > 3, f"{page}: the {name} region holds no table"
+    assert not re.search(
+        r"<!-- biofa:[a-z-]+ -->", "".join(p.read_text() for p in DOCS.rglob("*.md"))
+    )
+    stale = [p.relative_to(ROOT).as_posix() for p in gen.update(check=True)]
+    assert not stale, (
+        f"generated tables out of date in {stale}: run python docs/gen_pages.py --update"
+    )
+
+
+def test_update_rewrites_a_stale_region_only():
+    page = "configuration.md"
+    text = (DOCS / page).read_text()
+    stale = gen.REGION.sub(lambda m: m["start"] + "| old |\n" + m["end"], text)
+    assert stale != text and gen.fill(stale, page) == text
+    assert gen.fill("no regions here\n", page) == "no regions here\n"
+    with pytest.raises(ValueError, match="unknown generated region 'nope'"):
+        gen.fill("<!-- biofa:nope:start -->\n<!-- biofa:nope:end -->", page)
+
+
+def test_train_table_lists_every_field_with_type_default_and_meaning():
+    import dataclasses
+
+    table = gen.train_table()
+    rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines()[2:]}
+    fields = dataclasses.fields(biofa.Train)
+    assert list(rows) == [f.name for f in fields]
+    for f in fields:
+        _, _, type_, default, meaning, _ = rows[f.name].split("|")
+        assert type_.strip() == f"`{f.type}`", f.name
+        assert default.strip().strip("`") in (repr(f.default), f'"{f.default}"'), f.name
+        assert len(meaning.strip()) > 8 and ":class:" not in meaning and "``" not in meaning
+    assert '| `data` | `str` | `"digits"` | A registered data set (`biofa.data.available()`' in table
+    assert "| `lr` | `float` | `0.05` | see `optimizer` |" in table
+
+
+def test_every_train_field_must_be_described(monkeypatch):
+    monkeypatch.setattr(gen, "numpy_parameters", lambda doc: {})
+    with pytest.raises(ValueError, match="Train.data is not described in Train's docstring"):
+        gen.train_table()
+
+
+def test_update_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(DOCS / "gen_pages.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
 
 # ----------------------------------------------------------------------------- code on the pages
@@ -182,22 +269,78 @@ def test_adding_a_data_set_example_registers_and_trains(tmp_path, monkeypatch):
     assert torch.bincount(namespace["quick"].train_labels).tolist() == [40, 40, 40]
 
 
+def test_concepts_input_kind_e_makes_every_weight_obey_dale():
+    (block,) = [b for b in code_blocks("concepts.md") if 'kind="E"' in b]
+    namespace: dict = {}
+    exec(compile(block, "concepts.md", "exec"), namespace)
+    circuit = namespace["c"]
+    model = biofa.compile(circuit, input_shape=(1, 8, 8), num_classes=10)
+    signs = {}
+    for piece, group in model.projection_slices():
+        w = group.weight[:, piece.start : piece.stop].detach()
+        signs[piece.projection] = (bool((w >= 0).all()), bool((w < 0).any()))
+    assert signs["image->h"] == (True, False)  # the pixels' weights: all >= 0
+    # the default input ("Units") leaves the first projection unconstrained
+    default = biofa.Circuit("default_input")
+    default.input("image")
+    default.area("h", biofa.E(32), biofa.I(8))
+    default.readout("out")
+    default.connect("image", "h", biofa.dense(flatten=True))
+    default.connect("h", "out", biofa.dense())
+    model = biofa.compile(default, input_shape=(1, 8, 8), num_classes=10)
+    ((piece, group),) = [(p, g) for p, g in model.projection_slices() if p.source == "image"]
+    w = group.weight[:, piece.start : piece.stop].detach()
+    assert bool((w < 0).any()) and bool((w > 0).any())
+
+
+def test_configuration_page_example_and_error_message():
+    (block,) = code_blocks("configuration.md")
+    namespace: dict = {}
+    exec(compile(block, "configuration.md", "exec"), namespace)
+    assert namespace["quick"].max_steps == 40 and namespace["quick"].lr == 1e-3
+    page = (DOCS / "configuration.md").read_text()
+    with pytest.raises(ValueError) as error:
+        biofa.Train(optimizer="lbfgs")
+    assert f"`ValueError: {error.value}`" in page
+
+
 # ------------------------------------------------------------------------------------ the build
-def test_mkdocs_build_strict(tmp_path):
+def load_docs_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mathjax = load_docs_module("mathjax_assets")
+
+
+def mkdocs_command() -> list[str]:
     for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
         pytest.importorskip(module)
-    mkdocs = shutil.which("mkdocs")
-    command = [mkdocs] if mkdocs else [sys.executable, "-m", "mkdocs"]
-    site = tmp_path / "site"
+    return [sys.executable, "-m", "mkdocs"]  # this interpreter, so this checkout's biofa
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """``mkdocs build --strict`` of the whole site, once for the tests below."""
+    command = mkdocs_command()
+    if shutil.which("npm") is None and not (mathjax.CACHE / mathjax.SCRIPT).is_file():
+        pytest.skip(mathjax.INSTALL_HINT)
+    site = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [*command, "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
-        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return site
+
+
+def test_mkdocs_build_strict(site):
     for name in rules.available():
         assert (site / "rules" / name / "index.html").exists(), name
     output = (site / "output-format" / "index.html").read_text()
@@ -279,3 +422,119 @@ def test_adding_an_op_kind_example_equals_a_1x1_convolution(monkeypatch):
         w_ours = ours.groups["image__to__v1"].weight.grad
         w_ref = ref.groups["image__to__v1"].weight.grad.view(5, 3)
         torch.testing.assert_close(w_ours, w_ref, rtol=1e-10, atol=1e-12)
+
+
+RAW_REST = re.compile(r":(?:class|func|meth|mod|math|data|attr|obj|exc):|\.\. math::|<autoref")
+
+
+def test_api_page_renders_rest_roles_as_links_and_maths(site):
+    api = (site / "api" / "index.html").read_text()
+    assert not RAW_REST.findall(api), sorted(set(RAW_REST.findall(api)))
+    # :func:`angle` in feedback_angle's docstring links to angle's entry on the same page
+    assert re.search(r'<a class="autorefs[^"]*"[^>]*href="#biofa\.measure\.metrics\.angle">', api)
+    # :class:`~biofa.circuit.graph.Circuit` (canonical path) links to the documented alias
+    assert re.search(r'href="#biofa\.circuit\.Circuit"><code>Circuit</code></a>', api)
+    assert api.count('class="arithmatex"') >= 10  # .. math:: blocks and :math: roles
+    assert 'id="biofa.spiking.validate.validate"' in api  # was hidden by its module's name
+    for name in rules.available():  # rule pages use the same converter
+        page = (site / "rules" / name / "index.html").read_text()
+        assert not RAW_REST.findall(page), (name, sorted(set(RAW_REST.findall(page))))
+
+
+EXTERNAL = re.compile(
+    r"<(script|link|img|iframe)\b[^>]*?\b(?:src|href)=\"((?:https?:)?//[^\"]+)\"[^>]*>"
+)
+
+
+def test_site_loads_nothing_from_other_hosts_and_serves_mathjax(site):
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 10
+    for page in pages:
+        loaded = [m.group(0) for m in EXTERNAL.finditer(page.read_text())]
+        assert not loaded, (
+            page.relative_to(site),
+            loaded,
+        )  # links <a href> to other sites are fine
+    script = site / mathjax.SCRIPT
+    assert script.stat().st_size > 500_000, "MathJax's combined component"
+    assert list((site / mathjax.SITE_PATH / "output/chtml/fonts/woff-v2").glob("*.woff"))
+    assert (site / mathjax.SITE_PATH / "input/tex/extensions/boldsymbol.js").is_file()
+    api = (site / "api" / "index.html").read_text()
+    assert '<script src="../assets/mathjax/tex-mml-chtml.js"></script>' in api
+    notebook = (site / "notebooks" / "01_first_circuit" / "index.html").read_text()
+    assert "Load mathjax" not in notebook  # nbconvert's MathJax 2 from a CDN, removed
+    assert '<script src="../../assets/mathjax/tex-mml-chtml.js"></script>' in notebook
+
+
+def test_notebooks_are_in_the_site_with_their_stored_outputs(site):
+    nav = (site / "index.html").read_text()
+    for name in ("01_first_circuit", "02_comparing_rules", "03_spiking_validation"):
+        page = (site / "notebooks" / name / "index.html").read_text()
+        assert page.count('src="data:image/png;base64,') >= 1, name  # the stored figure
+        assert "test accuracy" in page or "rate correlation" in page, name  # stored text output
+        assert (site / "notebooks" / name / f"{name}.ipynb").is_file()  # the download
+        assert f'href="notebooks/{name}/"' in nav, name  # in the nav, under Tutorials
+    assert "cdn.jsdelivr" not in (ROOT / "mkdocs.yml").read_text()
+
+
+def test_docs_build_without_npm_stops_with_one_line(tmp_path):
+    command = mkdocs_command()
+    empty = tmp_path / "bin"  # a PATH with no npm (python itself is called by its full path)
+    empty.mkdir()
+    result = subprocess.run(
+        [*command, "build", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "PATH": str(empty),
+            "BIOFA_DOCS_CACHE": str(tmp_path / "cache"),  # an empty cache
+            "NO_MKDOCS_2_WARNING": "1",
+        },
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "install Node.js with npm" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_mathjax_extract_keeps_the_site_files_and_checks_the_hash(tmp_path):
+    import io
+    import tarfile
+
+    tarball = tmp_path / "mathjax.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in (
+            "es5/tex-mml-chtml.js",
+            "es5/output/chtml/fonts/woff-v2/a.woff",
+            "es5/tex-svg.js",
+            "es5/node-main.js",
+            "README.md",
+            "es5/ui/menu.js",
+        ):
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(name)
+            tar.addfile(info, io.BytesIO(name.encode()))
+    mathjax._extract(tarball, tmp_path / "out")
+    kept = sorted(p.relative_to(tmp_path / "out").as_posix() for p in tmp_path.rglob("out/**/*.*"))
+    assert kept == ["output/chtml/fonts/woff-v2/a.woff", "tex-mml-chtml.js", "ui/menu.js"]
+    with pytest.raises(mathjax.MathJaxUnavailable, match="is not the pinned sha512"):
+        mathjax._check_integrity(tarball)
+
+
+def test_griffe_extension_converts_docstrings_in_place():
+    griffe = pytest.importorskip("griffe")
+    extensions = griffe.load_extensions(str(DOCS / "griffe_rst.py"))
+    package = griffe.load("biofa", search_paths=[str(ROOT)], extensions=extensions)
+    train = package["train.config.Train"].docstring.value
+    assert ":class:" not in train and "``" not in train
+    link = '<autoref identifier="biofa.train.optim.BatchManhattan" optional>'
+    assert link in train
+    angle = package["measure.metrics.angle"].docstring.value
+    assert "$$" in angle and ".. math::" not in angle
+    loop = package["train.loop"].docstring.value  # :class:`~biofa.measure.record.Recorder`
+    assert (
+        '<autoref identifier="biofa.measure.record.Recorder" optional><code>Recorder</code>' in loop
+    )
