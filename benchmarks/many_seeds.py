@@ -1,4 +1,4 @@
-"""Many seeds at once: ``biofa.train.multiseed.fit_seeds`` (K seeds as one vmapped computation) vs K
+"""Many seeds at once: ``biofa.train.fit(..., seeds=...)`` (K seeds as one vmapped computation) vs K
 sequential ``biofa.train.fit`` runs of the same spec in the same process.
 
 Both write one netCDF file per seed with the same schema; the table gives the end-to-end time of
@@ -38,7 +38,6 @@ from _timing import RESULTS, environment, median, resolve_device, table, write_j
 from biofa.cli.spec import load_spec  # noqa: E402
 from biofa.data import load  # noqa: E402
 from biofa.train import fit  # noqa: E402
-from biofa.train.multiseed import fit_seeds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +79,8 @@ def main(argv=None) -> int:
         return [fit(circuit, train.replace(seed=s), out=work / tag / f"seed-{s}.nc") for s in seeds]
 
     def batched(tag):
-        return fit_seeds(circuit, train, seeds, work / tag)
+        outs = [work / tag / f"seed-{s}.nc" for s in seeds]
+        return fit(circuit, train, out=outs, seeds=seeds)
 
     paths = {}
     try:
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         steps = per_run_steps * len(seeds)
         speed = median(times["sequential"]) / wall
         speed_cpu = median(cpu["sequential"]) / c
-        rows.append([f"{len(seeds)} x fit" if name == "sequential" else "fit_seeds",
+        rows.append([f"{len(seeds)} x fit" if name == "sequential" else "fit(seeds=...)",
                      f"{wall:.1f}", f"{c:.1f}",
                      f"{steps / wall:.0f}",
                      f"{speed:.2f}", f"{speed_cpu:.2f}"])

@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 import textwrap
-import types
 from pathlib import Path
 
 import pytest
 
+import biofa.cli.main
 import biofa.rules
 from biofa.cli.main import main
+from biofa.train import Diverged
 
 CIRCUIT = """
 from biofa import Circuit, Units, dense
@@ -35,10 +36,6 @@ train = Train(epochs=2)
 """
 
 
-class Diverged(RuntimeError):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def setup(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
@@ -48,7 +45,7 @@ def setup(monkeypatch, tmp_path):
 
 @pytest.fixture
 def fit_calls(monkeypatch):
-    """Replace ``biofa.train`` by a module whose ``fit`` records its calls and writes a stub."""
+    """Replace the command line's ``fit`` by one that records its calls and writes a stub."""
     calls = []
 
     def fit(circuit, train, *, out, coords, run_config, attrs, resume=False):
@@ -59,9 +56,7 @@ def fit_calls(monkeypatch):
         out.write_text("netcdf stub")
         return out
 
-    fake = types.ModuleType("biofa.train")
-    fake.fit, fake.Diverged = fit, Diverged
-    monkeypatch.setitem(sys.modules, "biofa.train", fake)
+    monkeypatch.setattr(biofa.cli.main, "fit", fit)
     return calls
 
 
@@ -217,8 +212,7 @@ import os, sys, types
 from pathlib import Path
 
 if os.environ.get("BIOFA_TEST_FAKE_FIT"):
-    class Diverged(RuntimeError):
-        pass
+    import biofa.cli.main
 
     def fit(circuit, train, *, out, coords, run_config, attrs, resume=False):
         if coords["seed"] == 1:
@@ -226,9 +220,7 @@ if os.environ.get("BIOFA_TEST_FAKE_FIT"):
         Path(out).write_text(str(coords))
         return Path(out)
 
-    fake = types.ModuleType("biofa.train")
-    fake.fit, fake.Diverged = fit, Diverged
-    sys.modules["biofa.train"] = fake
+    biofa.cli.main.fit = fit  # this child process's command line trains with it
 
 sweep = grid(seed=range(2))
 """
@@ -237,7 +229,7 @@ sweep = grid(seed=range(2))
 def test_jobs_runs_points_in_processes(monkeypatch, capsys):
     """``--jobs 2``: each point in its own process; a failed point is reported, others finish."""
     monkeypatch.setenv("BIOFA_TEST_FAKE_FIT", "1")  # read by the spec, in each child process
-    monkeypatch.setitem(sys.modules, "biofa.train", sys.modules.get("biofa.train"))  # restored
+    monkeypatch.setattr(biofa.cli.main, "fit", biofa.cli.main.fit)  # restored afterwards
     assert main([spec_file(JOBS_SPEC), "--sweep", "--jobs", "2", "--out", "out"]) == 1
     captured = capsys.readouterr()
     err = captured.err.splitlines()

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = textwrap.dedent(
     """
     import sys, torch
-    import biofa.train.loop as T
+    import biofa.train.steppers as T
     from biofa import Circuit, E, I, Train, conv, dense
 
     out, steps, batch, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
@@ -52,7 +52,7 @@ WORKER = textwrap.dedent(
     c.feedback("h", "v1", rule="feedback_alignment")
     train = Train(batch_size=batch, max_steps=steps, optimizer="sgd", lr=0.05, momentum=0.9,
                   record_every=2, eval_every=4, checkpoint_every=2, device="cpu")
-    T.fit(c, train, out=out + ".nc", resume=resume)
+    __import__("biofa.train").train.fit(c, train, out=out + ".nc", resume=resume)
     rank = __import__("os").environ.get("RANK", "single")
     torch.save({k: v.detach().clone() for k, v in built[0].state_dict().items()},
                f"{out}.rank{rank}.pt")
@@ -102,9 +102,9 @@ def test_two_ranks_equal_each_other_and_one_process_with_the_doubled_batch(tmp_p
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(sys, "argv", ["worker", str(tmp_path / "one"), "4", "32", "0"])
-    import biofa.train.loop
+    import biofa.train.steppers
 
-    monkeypatch.setattr(biofa.train.loop, "compile", biofa.train.loop.compile)
+    monkeypatch.setattr(biofa.train.steppers, "compile", biofa.train.steppers.compile)
     threads = torch.get_num_threads()
     try:
         exec(compile(WORKER, "worker", "exec"), {"__name__": "worker"})  # one process: this one

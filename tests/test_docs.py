@@ -156,7 +156,7 @@ def test_train_table_lists_every_field_with_type_default_and_meaning():
         assert type_.strip() == f"`{f.type}`", f.name
         assert default.strip().strip("`") in (repr(f.default), f'"{f.default}"'), f.name
         assert len(meaning.strip()) > 8 and ":class:" not in meaning and "``" not in meaning
-    assert '| `data` | `str` | `"digits"` | A registered data set (`biofa.data.available()`' in table
+    assert '| `data` | `str` | `"digits"` | A registered data set' in table
     assert "| `lr` | `float` | `0.05` | see `optimizer` |" in table
 
 

@@ -125,11 +125,10 @@ def test_a_set_too_large_for_the_gpu_stays_pinned_and_gives_the_resident_batches
 
 
 def test_many_seeds_on_the_gpu_equal_separate_runs(tmp_path):
-    from biofa.train.multiseed import fit_seeds
-
     train = Train(data="digits", batch_size=64, max_steps=8, record_every=4, device="cuda",
                   optimizer="sgd", lr=0.05)
-    paths = fit_seeds(small(), train, [0, 1], tmp_path / "b")
+    paths = train_mod.fit(small(), train, out=[tmp_path / "b0.nc", tmp_path / "b1.nc"],
+                          seeds=[0, 1])  # fmt: skip
     for seed, path in zip([0, 1], paths):
         ref = train_mod.fit(small(), train.replace(seed=seed), out=tmp_path / f"r{seed}.nc")
         with xr.open_dataset(path) as a, xr.open_dataset(ref) as b:

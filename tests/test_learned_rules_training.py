@@ -169,7 +169,7 @@ def test_resume_continues_bit_identically_with_mirror_phases_and_decay_schedule(
 
 def test_weight_decay_schedule_and_adamw():
     from biofa import compile
-    from biofa.train.loop import _set_weight_decay, build_optimizers
+    from biofa.train import build_optimizers, set_weight_decay
 
     model = compile(mlp("kolen_pollack", False), input_shape=(1, 8, 8), num_classes=10)
     train = Train(
@@ -181,6 +181,6 @@ def test_weight_decay_schedule_and_adamw():
     opts = build_optimizers(model, train)
     assert len(opts) == 2 and all(isinstance(o, torch.optim.AdamW) for o in opts)
     for epoch, want in ((0, 5e-3), (1, 1e-4), (2, 1e-4), (3, 2e-6), (0, 5e-3)):
-        _set_weight_decay(opts, train, epoch)
+        set_weight_decay(opts, train, epoch)
         for o in opts:
             assert all(g["weight_decay"] == pytest.approx(want) for g in o.param_groups)

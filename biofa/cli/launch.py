@@ -19,7 +19,8 @@ last line) and the others run to the end. The command line picks the launcher::
   submitit's local executor -- how the tests exercise it without a cluster.
 
 Many seeds of one configuration can instead share one process (``--batch-seeds``,
-:mod:`biofa.train.multiseed`); that runs in the calling process and does not combine with a launcher
+:func:`biofa.train.fit` with ``seeds``); that runs in the calling process and does not combine
+with a launcher
 yet (each group of seeds as one job would be the natural next step).
 """
 

@@ -11,9 +11,6 @@ From Python, :func:`run` does the same without the command-line handling.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
-import json
 import logging
 import os
 import shlex
@@ -23,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from biofa._version import __version__
+from biofa.cli import provenance
 from biofa.cli.spec import Point, Spec, load_spec, parse_overrides, run_points
+from biofa.train import Diverged, batching_refusal, fit
 
 __all__ = ["execute", "main", "run"]
 
@@ -60,32 +59,34 @@ def execute(
     command
         The command line, recorded as the ``command`` attribute when given.
     """
-    train_module = importlib.import_module("biofa.train")  # lazily, and monkeypatchable in tests
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_config = {
-        "spec": spec.name,
-        "spec_path": str(spec.path),
-        "run": point.name,
-        "circuit_name": getattr(point.circuit, "name", ""),
-        "circuit": _jsonable(point.circuit_kwargs),
-        "train": _jsonable(dataclasses.asdict(point.train)),
-    }
-    attrs = {
-        "title": f"biofa run {point.name} of {spec.name}",
-        "source": f"biofa {__version__}",
-        "spec_source": spec.source_text,
-        "spec_sha256": spec.sha256,
-    }
-    if command:
-        attrs["command"] = command
-    return train_module.fit(
+    return fit(
         point.circuit,
         point.train,
         out=out_dir / f"{point.name}.nc",
         coords=dict(point.coords),
-        run_config=run_config,
-        attrs=attrs,
+        run_config=provenance.run_config(spec, point),
+        attrs=provenance.run_attrs(spec, point, command),
         resume=resume,
+    )
+
+
+def execute_batched(
+    spec: Spec, points: list[Point], out_dir: Path, *, resume: bool = False, command: str = ""
+) -> list[Path]:
+    """Train points that differ only in their seed together, as one batched computation
+    (:func:`biofa.train.fit` with ``seeds``); return their files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = points[0]
+    return fit(
+        first.circuit,
+        first.train,
+        out=[out_dir / f"{p.name}.nc" for p in points],
+        coords=[dict(p.coords) for p in points],
+        run_config=[provenance.run_config(spec, p) for p in points],
+        attrs=[provenance.run_attrs(spec, p, command) for p in points],
+        resume=resume,
+        seeds=[p.train.seed for p in points],
     )
 
 
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
              "(biofa.cli.launch)")  # fmt: skip
     add("--batch-seeds", action="store_true",
         help="train sweep points that differ only in seed together, as one batched "
-             "computation in one process (biofa.train.multiseed)")  # fmt: skip
+             "computation in one process (fit(..., seeds=...))")  # fmt: skip
     slurm = parser.add_argument_group("SLURM (--launcher slurm)")
     slurm.add_argument("--slurm-partition", default="", metavar="NAME")
     slurm.add_argument(
@@ -242,31 +243,55 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         return _run_parallel(args, spec, points, out_dir)
 
     command = shlex.join(["python", "-m", "biofa.run", *argv])
-    if args.batch_seeds:
-        from biofa.train.multiseed import run_grouped
-
-        return run_grouped(
-            spec,
-            [p for _, p in points],
-            out_dir,
-            command=command,
-            quiet=args.quiet,
-            debug=args.debug,
-        )
-    diverged = importlib.import_module("biofa.train").Diverged
     failed = 0
-    for _, point in points:
+    for group in _units([p for _, p in points], args.batch_seeds):
         try:
-            path = execute(spec, point, out_dir, resume=args.resume, command=command)
-        except diverged as exc:
+            if len(group) == 1:
+                paths = [execute(spec, group[0], out_dir, resume=args.resume, command=command)]
+            else:
+                log.info("%d seeds of %s as one batched run", len(group), group[0].name)
+                paths = execute_batched(spec, group, out_dir, resume=args.resume, command=command)
+        except Diverged as exc:
             if args.debug:
                 raise
-            _error(f"{point.name}: {exc}" if len(points) > 1 else exc)
+            _error(f"{group[0].name}: {exc}" if len(points) > 1 and len(group) == 1 else exc)
             failed += 1
             continue
-        if not args.quiet:
-            print(f"wrote {path}")
+        for path in paths:
+            if not args.quiet:
+                print(f"wrote {path}", flush=True)
     return 1 if failed else 0
+
+
+def _units(points: list[Point], batch_seeds: bool) -> list[list[Point]]:
+    """What each training call runs: every point alone, or (``--batch-seeds``) the points that
+    differ only in their seed together -- unless seed-batching refuses their configuration."""
+    if not batch_seeds:
+        return [[p] for p in points]
+    units: list[list[Point]] = []
+    for group in group_points(points):
+        why = batching_refusal(group[0].circuit, group[0].train) if len(group) > 1 else None
+        if why is not None:
+            log.warning("%s: %d seeds run one by one: %s", group[0].name, len(group), why)
+        units += [group] if why is None else [[p] for p in group]
+    return units
+
+
+def group_points(points: list[Point]) -> list[list[Point]]:
+    """Sweep points grouped by everything but the seed (order of first appearance): two points
+    fall in one group when their ``circuit()`` keywords, ``Train`` without ``seed`` and other
+    coordinates are equal."""
+    groups: dict[str, list[Point]] = {}
+    for point in points:
+        key = repr(
+            (
+                sorted(point.circuit_kwargs.items(), key=lambda kv: kv[0]),
+                point.train.replace(seed=0),
+                sorted((k, v) for k, v in point.coords.items() if k != "seed"),
+            )
+        )
+        groups.setdefault(key, []).append(point)
+    return list(groups.values())
 
 
 def _run_parallel(args: argparse.Namespace, spec: Spec, points, out_dir: Path) -> int:
@@ -302,11 +327,6 @@ def _error(message: object) -> None:
     text = str(message) or type(message).__name__
     one_line = "; ".join(line.strip() for line in text.splitlines() if line.strip())
     print(f"biofa: error: {one_line}", file=sys.stderr, flush=True)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with tuples as lists and anything JSON cannot hold as its ``repr``."""
-    return json.loads(json.dumps(value, default=repr))
 
 
 if __name__ == "__main__":

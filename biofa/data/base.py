@@ -94,9 +94,7 @@ class DataSource(abc.ABC):
         """int64 CPU tensor ``(n_test,)`` of the test labels, in storage order."""
 
     @abc.abstractmethod
-    def _read(
-        self, split: str, order: torch.Tensor | None, slices: list[slice]
-    ) -> Iterator[Batch]:
+    def _read(self, split: str, order: torch.Tensor | None, slices: list[slice]) -> Iterator[Batch]:
         """Raw images and labels of ``split`` ("train" or "test") at ``order[sl]`` for each
         slice (CPU int64 ``order``; ``None``: storage order), on :attr:`device`, in sequence."""
 
@@ -224,8 +222,10 @@ class DataSource(abc.ABC):
             A count below 1 or above the split's size.
         """
         picks = []
-        for split, n, labels in (("train", train, self.train_labels),
-                                 ("test", test, self.test_labels)):
+        for split, n, labels in (
+            ("train", train, self.train_labels),
+            ("test", test, self.test_labels),
+        ):
             if n is None:
                 picks.append((split, torch.arange(len(labels))))
                 continue
@@ -278,8 +278,9 @@ class DataSource(abc.ABC):
         what = f"data {self.name!r}"
         if self.num_classes < 2:
             only = f" ({self.classes[0]!r})" if self.classes else ""
-            raise ValueError(f"{what} has {self.num_classes} class{only}; a classifier needs "
-                             "at least two")
+            raise ValueError(
+                f"{what} has {self.num_classes} class{only}; a classifier needs at least two"
+            )
         for split, labels in (("training", self.train_labels), ("test", self.test_labels)):
             if len(labels) == 0:
                 raise ValueError(f"{what} has no {split} examples")

@@ -48,6 +48,7 @@ def load_digits(root: str = "") -> InMemoryDataSet:
 
 
 register_dataset(
-    "digits", load_digits,
+    "digits",
+    load_digits,
     description="scikit-learn's 8x8 digits, embedded: 1437 training / 360 test images, 10 classes",
 )

@@ -122,23 +122,31 @@ def layout(where: str, names: list[str], folders: list[str] = ()) -> dict:
             members[parts[0]].setdefault(parts[1], []).append(n)
     for split, other in (("train", "test"), ("test", "train")):
         if split not in seen:
-            raise ValueError(f"data={where!r} has no {prefix}{split}/ folder next to "
-                             f"{prefix}{other}/ (need {split}/<class>/<image>)")
+            raise ValueError(
+                f"data={where!r} has no {prefix}{split}/ folder next to "
+                f"{prefix}{other}/ (need {split}/<class>/<image>)"
+            )
     for split in ("train", "test"):
         if not class_folders[split]:
-            raise ValueError(f"data={where!r}: {prefix}{split}/ holds no class folders "
-                             f"(need {split}/<class>/<image>)")
+            raise ValueError(
+                f"data={where!r}: {prefix}{split}/ holds no class folders "
+                f"(need {split}/<class>/<image>)"
+            )
         if empty := sorted(class_folders[split] - set(members[split])):
             shown = ", ".join(f"{prefix}{split}/{c}/" for c in empty[:3])
             more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
-            raise ValueError(f"data={where!r}: class folder {shown}{more} holds no images "
-                             f"({', '.join(IMG_EXTENSIONS)})")
+            raise ValueError(
+                f"data={where!r}: class folder {shown}{more} holds no images "
+                f"({', '.join(IMG_EXTENSIONS)})"
+            )
     classes = sorted(members["train"])
     if extra := sorted(set(members["test"]) - set(classes)):
         raise ValueError(f"data={where!r}: test classes {extra} have no train folder")
     if len(classes) < 2:
-        raise ValueError(f"data={where!r} has one class ({prefix}train/{classes[0]}/); a "
-                         "classifier needs at least two")
+        raise ValueError(
+            f"data={where!r} has one class ({prefix}train/{classes[0]}/); a "
+            "classifier needs at least two"
+        )
     found: dict = {"classes": classes}
     for split, by_class in members.items():
         files, labels = [], []
@@ -260,8 +268,9 @@ def load_image_folder(path: str | Path) -> InMemoryDataSet:
     path = Path(path).expanduser().resolve()
     blob = read(path)
     parts = [blob[k] for k in ("train_x", "train_y", "test_x", "test_y")]
-    return InMemoryDataSet(path.stem, *parts, tuple(blob["classes"]),
-                           *channel_stats(blob["train_x"]))
+    return InMemoryDataSet(
+        path.stem, *parts, tuple(blob["classes"]), *channel_stats(blob["train_x"])
+    )
 
 
 def _stat(p: Path) -> tuple[int, int]:

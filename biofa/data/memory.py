@@ -106,14 +106,19 @@ class InMemoryDataSet(DataSource):
         classes
             Class names; default ``"0", "1", ...`` up to the largest label.
         """
-        xs = [torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-              for x in (train_x, test_x)]
-        ys = [torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-              for y in (train_y, test_y)]
+        xs = [
+            torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+            for x in (train_x, test_x)
+        ]
+        ys = [
+            torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+            for y in (train_y, test_y)
+        ]
         for y in ys:
             if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-                raise TypeError(f"data {name!r}: labels must be integer class indices, "
-                                f"not {y.dtype}")
+                raise TypeError(
+                    f"data {name!r}: labels must be integer class indices, not {y.dtype}"
+                )
         ys = [y.to(torch.int64) for y in ys]
         if classes is None:
             top = max((int(y.max()) for y in ys if len(y)), default=-1)
@@ -158,9 +163,7 @@ class InMemoryDataSet(DataSource):
     def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
 
-    def _read(
-        self, split: str, order: torch.Tensor | None, slices: list[slice]
-    ) -> Iterator[Batch]:
+    def _read(self, split: str, order: torch.Tensor | None, slices: list[slice]) -> Iterator[Batch]:
         x_all, y_all = self._split(split)
         if self.deliver_to is None:  # resident: one gather per batch, where the tensors are
             order = None if order is None else order.to(x_all.device)
@@ -174,8 +177,9 @@ class InMemoryDataSet(DataSource):
         order_dev, y_dev = order.to(device), y_all.to(device)
         for sl in slices:
             idx = order[sl]
-            buf = torch.empty((len(idx), *x_all.shape[1:]), dtype=x_all.dtype,
-                              pin_memory=x_all.is_pinned())
+            buf = torch.empty(
+                (len(idx), *x_all.shape[1:]), dtype=x_all.dtype, pin_memory=x_all.is_pinned()
+            )
             torch.index_select(x_all, 0, idx, out=buf)
             yield buf.to(device, non_blocking=True), y_dev[order_dev[sl]]
 

@@ -52,9 +52,7 @@ def _affine(
     return tuple(t.float().view(1, -1, 1, 1).to(device) for t in (a, b))
 
 
-def normalize(
-    x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
-) -> torch.Tensor:
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """Raw images -> float32 ``(x/s - mean)/std`` (module docstring), on ``x``'s device."""
     a, b = _affine(tuple(mean), tuple(std), x.device, x.dtype == torch.uint8)
     return torch.addcmul(b, x.to(torch.float32), a)

@@ -96,8 +96,10 @@ def register_dataset(name: str, loader: Loader, *, description: str = "") -> Loa
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"register_dataset: name {name!r} must be non-empty, without '/' or '\\'")
     if not callable(loader):
-        raise TypeError(f"register_dataset({name!r}, ...): loader must be callable "
-                        f"(root: str) -> DataSource, not {type(loader).__name__}")
+        raise TypeError(
+            f"register_dataset({name!r}, ...): loader must be callable "
+            f"(root: str) -> DataSource, not {type(loader).__name__}"
+        )
     existing = _REGISTRY.get(name)
     if existing is not None and not _same(existing.loader, loader):
         raise ValueError(
@@ -176,8 +178,10 @@ def load(data: str, *, root: str = "", stream: bool = False) -> DataSource:
     names = available()
     if data in _REGISTRY:
         if stream:
-            raise ValueError(f"stream=True reads an ImageFolder directory or .zip, not the "
-                             f"registered data set {data!r}; in-memory sets need no streaming")
+            raise ValueError(
+                f"stream=True reads an ImageFolder directory or .zip, not the "
+                f"registered data set {data!r}; in-memory sets need no streaming"
+            )
         source = _REGISTRY[data].loader(root)
         if not isinstance(source, DataSource):
             raise TypeError(
@@ -190,8 +194,10 @@ def load(data: str, *, root: str = "", stream: bool = False) -> DataSource:
         found = streaming.open_stream(path) if stream else imagefolder.load_image_folder(path)
         return found.check()
     if _looks_like_path(data):
-        raise ValueError(f"data={data!r}: no such file or directory (expected an ImageFolder "
-                         "directory or .zip with train/<class>/* and test/<class>/*)")
+        raise ValueError(
+            f"data={data!r}: no such file or directory (expected an ImageFolder "
+            "directory or .zip with train/<class>/* and test/<class>/*)"
+        )
     raise ValueError(
         f"data={data!r} is neither a registered data set ({', '.join(names)}) nor an existing "
         "path to an ImageFolder directory or .zip (train/<class>/*, test/<class>/*)"

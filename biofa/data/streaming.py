@@ -137,21 +137,25 @@ class StreamingDataSet(DataSource):
         return dataclasses.replace(self, deliver_to=torch.device(device))
 
     def _split(self, split: str) -> tuple[list[str], torch.Tensor]:
-        return (self.train_files, self.train_y) if split == "train" else (
-            self.test_files, self.test_y)
+        return (
+            (self.train_files, self.train_y) if split == "train" else (self.test_files, self.test_y)
+        )
 
     def _loader(self, files: list[str], batches: list[list[int]]) -> Iterator[torch.Tensor]:
         images = _Images(_Reader(self.root), files, self.mode)
-        return iter(torch.utils.data.DataLoader(
-            images, batch_sampler=batches, num_workers=self.workers, collate_fn=_stack,
-            pin_memory=self.deliver_to.type == "cuda",
-            prefetch_factor=4 if self.workers else None,
-            persistent_workers=False,
-        ))
+        return iter(
+            torch.utils.data.DataLoader(
+                images,
+                batch_sampler=batches,
+                num_workers=self.workers,
+                collate_fn=_stack,
+                pin_memory=self.deliver_to.type == "cuda",
+                prefetch_factor=4 if self.workers else None,
+                persistent_workers=False,
+            )
+        )
 
-    def _read(
-        self, split: str, order: torch.Tensor | None, slices: list[slice]
-    ) -> Iterator[Batch]:
+    def _read(self, split: str, order: torch.Tensor | None, slices: list[slice]) -> Iterator[Batch]:
         files, labels = self._split(split)
         order = torch.arange(len(files)) if order is None else order
         batches = [order[sl] for sl in slices]
@@ -168,8 +172,9 @@ class StreamingDataSet(DataSource):
         return dataclasses.replace(self, **parts)
 
 
-def open_stream(path: str | Path, *, workers: int | None = None,
-                stats_images: int = 4096) -> StreamingDataSet:
+def open_stream(
+    path: str | Path, *, workers: int | None = None, stats_images: int = 4096
+) -> StreamingDataSet:
     """Index an ImageFolder directory or ``.zip`` for streaming (module docstring)."""
     root = Path(path).expanduser().resolve()
     names, folders = imagefolder.list_members(root)
@@ -180,15 +185,20 @@ def open_stream(path: str | Path, *, workers: int | None = None,
     step = max(1, len(train_files) // stats_images)
     sample = [native[i] for i in range(0, len(train_files), step)][:stats_images]
     test_step = max(1, len(test_files) // 256)
-    checked = sample + [_Images(reader, test_files, None)[i]
-                        for i in range(0, len(test_files), test_step)][:256]
+    checked = (
+        sample
+        + [_Images(reader, test_files, None)[i] for i in range(0, len(test_files), test_step)][:256]
+    )
     if len({tuple(x.shape[1:]) for x in checked}) > 1:
         sizes = sorted({tuple(x.shape[1:]) for x in checked})
-        raise ValueError(f"data={str(path)!r}: images of different sizes {sizes[:3]} (H, W); "
-                         "every image must have one size")
+        raise ValueError(
+            f"data={str(path)!r}: images of different sizes {sizes[:3]} (H, W); "
+            "every image must have one size"
+        )
     grey = sum(len(x) == 1 for x in checked)
-    imagefolder.warn_mixed(str(path), grey, len(checked) - grey,
-                           sample=f" (in a sample of {len(checked)})")
+    imagefolder.warn_mixed(
+        str(path), grey, len(checked) - grey, sample=f" (in a sample of {len(checked)})"
+    )
     mode = "L" if grey == len(checked) else "RGB"
     if mode == "RGB":
         sample = [x.expand(3, -1, -1) for x in sample]
@@ -196,9 +206,16 @@ def open_stream(path: str | Path, *, workers: int | None = None,
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 1) - 1))
     return StreamingDataSet(
-        name=root.stem, root=root, train_files=train_files, test_files=test_files,
+        name=root.stem,
+        root=root,
+        train_files=train_files,
+        test_files=test_files,
         train_y=torch.tensor(train_labels, dtype=torch.int64),
-        test_y=torch.tensor(test_labels, dtype=torch.int64), classes=tuple(found["classes"]),
-        mode=mode, image_shape=tuple(int(s) for s in sample[0].shape), mean=mean, std=std,
+        test_y=torch.tensor(test_labels, dtype=torch.int64),
+        classes=tuple(found["classes"]),
+        mode=mode,
+        image_shape=tuple(int(s) for s in sample[0].shape),
+        mean=mean,
+        std=std,
         workers=workers,
     )

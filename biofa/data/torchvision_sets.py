@@ -23,14 +23,30 @@ __all__ = ["TorchvisionSet"]
 
 # torchvision class name, folder under root, what must be there, description
 _SETS = {
-    "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte.gz and the other three IDX files",
-              "MNIST handwritten digits, 28x28 grey: 60000 / 10000"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "the four Fashion-MNIST IDX files",
-                      "Fashion-MNIST clothing, 28x28 grey: 60000 / 10000"),
-    "cifar10": ("CIFAR10", "", "cifar-10-python.tar.gz (or its folder cifar-10-batches-py/)",
-                "CIFAR-10 objects, 32x32 colour: 50000 / 10000"),
-    "svhn": ("SVHN", "", "train_32x32.mat and test_32x32.mat",
-             "SVHN house numbers, 32x32 colour: 73257 / 26032"),
+    "mnist": (
+        "MNIST",
+        "MNIST/raw",
+        "train-images-idx3-ubyte.gz and the other three IDX files",
+        "MNIST handwritten digits, 28x28 grey: 60000 / 10000",
+    ),
+    "fashion_mnist": (
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        "the four Fashion-MNIST IDX files",
+        "Fashion-MNIST clothing, 28x28 grey: 60000 / 10000",
+    ),
+    "cifar10": (
+        "CIFAR10",
+        "",
+        "cifar-10-python.tar.gz (or its folder cifar-10-batches-py/)",
+        "CIFAR-10 objects, 32x32 colour: 50000 / 10000",
+    ),
+    "svhn": (
+        "SVHN",
+        "",
+        "train_32x32.mat and test_32x32.mat",
+        "SVHN house numbers, 32x32 colour: 73257 / 26032",
+    ),
 }
 
 
