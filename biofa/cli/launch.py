@@ -12,7 +12,7 @@ last line) and the others run to the end. The command line picks the launcher::
   with ``OMP_NUM_THREADS = cores // N`` unless set. Logs: ``OUT/<run name>.log``.
 * ``slurm``: through `submitit <https://github.com/facebookincubator/submitit>`_ (``pip install
   "biofa[slurm]"``), one job per point submitted as ONE job array (``--jobs`` caps how many run
-  at once); each job runs :func:`run_point`, i.e. the same ``biofa.run`` command line in the
+  at once); each job runs the same ``biofa.run`` command line in the
   job's Python. Logs: ``OUT/slurm/<job id>_*``. By default the launcher waits and reports like
   the local one (exit status 1 if any point failed); ``--slurm-no-wait`` prints the job ids and
   returns. ``--slurm-cluster local`` (or ``debug``) runs the same path on this machine with
@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LAUNCHERS", "Options", "launch", "run_point"]
+__all__ = ["LAUNCHERS", "Options", "launch"]
 
 log = logging.getLogger(__name__)
 
@@ -132,19 +132,6 @@ def _local(spec, points, out_dir: Path, options: Options) -> int:
 
 
 # ------------------------------------------------------------------------------------- SLURM
-def run_point(argv: list[str]) -> str:
-    """What one SLURM job runs: ``biofa.run`` with ``argv``; raises if the run failed.
-
-    Returns the path of the file written. Top-level so that submitit can pickle it by reference.
-    """
-    from biofa.cli.main import main
-
-    code = main(list(argv))
-    if code != 0:
-        raise RuntimeError(f"biofa.run {' '.join(argv)} exited with status {code}")
-    return argv[argv.index("--out") + 1] if "--out" in argv else ""
-
-
 def _reason(exc: BaseException) -> str:
     """The last line of the job's traceback (submitit puts it between dashed rules)."""
     text = str(exc)
@@ -182,7 +169,10 @@ def _slurm(spec, points, out_dir: Path, options: Options) -> int:
     jobs = []
     with executor.batch():  # one job array
         for argv in argvs:
-            jobs.append(executor.submit(run_point, argv))
+            # the job runs the same command line in its Python; submitit's CommandFunction raises
+            # with the job's last output if it failed
+            command = [sys.executable, "-m", "biofa.run", *argv]
+            jobs.append(executor.submit(submitit.helpers.CommandFunction(command)))
     names = [point.name for _, point in points]
     log.info(
         "submitted %d runs of %s to %s (logs in %s)",

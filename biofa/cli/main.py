@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from biofa._version import __version__
-from biofa.cli import provenance
+from biofa.cli import launch, provenance
 from biofa.cli.spec import Point, Spec, load_spec, parse_overrides, run_points
 from biofa.train import Diverged, batching_refusal, fit
 
@@ -296,8 +296,6 @@ def group_points(points: list[Point]) -> list[list[Point]]:
 
 def _run_parallel(args: argparse.Namespace, spec: Spec, points, out_dir: Path) -> int:
     """Each point an independent ``biofa.run SPEC --sweep --point I`` (biofa.cli.launch)."""
-    from biofa.cli import launch
-
     extra = ["--set", *args.set] if args.set else []
     extra += [flag for flag, on in (("--resume", args.resume), ("--debug", args.debug)) if on]
     options = launch.Options(

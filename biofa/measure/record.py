@@ -22,25 +22,18 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
-from biofa import rules
 from biofa._version import __version__
 from biofa.measure.registry import RESERVED_NAMES, registered
 
-if TYPE_CHECKING:
-    from biofa.circuit import Circuit
-    from biofa.nn import CompiledCircuit
-    from biofa.train.config import Train
-
-__all__ = ["Recorder", "run_recorder", "write_netcdf"]
+__all__ = ["Recorder", "write_netcdf"]
 
 Scalar = float | int | torch.Tensor
 _STATE_VERSION = 1
@@ -336,31 +329,3 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def run_recorder(
-    model: CompiledCircuit,
-    circuit: Circuit,
-    train: Train,
-    device: torch.device | str,
-    coords: dict | None = None,
-    run_config: dict | None = None,
-    attrs: dict | None = None,
-) -> Recorder:
-    """The run's recorder: one projection per slice of ``model``; coordinates ``coords`` (default
-    ``rule``, the circuit's rules joined by ``+``, and ``seed``), ``run_config`` (default the
-    circuit's name and ``train``) and global ``attrs`` with the device, torch version and data."""
-    return Recorder(
-        projections=[
-            (s.projection, s.source, s.target, s.op) for s, _ in model.projection_slices()
-        ],
-        coords=dict(coords or {"rule": "+".join(rules.used_by(circuit)), "seed": train.seed}),
-        run_config=dict(run_config or {"circuit": circuit.name, "train": asdict(train)}),
-        attrs={
-            "title": f"biofa run of circuit {circuit.name}",
-            **(attrs or {}),
-            "device": str(device),
-            "torch_version": torch.__version__,
-            "data": train.data,
-        },
-    )

@@ -25,7 +25,7 @@ import torch
 
 from biofa.nn import CompiledCircuit
 from biofa.spiking.calibrate import fit
-from biofa.spiking.plan import Connection, Plan, Population
+from biofa.spiking.layout import Connection, Plan, Population
 from biofa.spiking.rates import RateTrace
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from biofa.spiking._brian import require_brian2, to_brian
-from biofa.spiking.plan import Plan, Population
+from biofa.spiking.layout import Plan, Population
 
 # Poisson input: each neuron's next spike is scheduled an exponential interval of mean 1/rate
 # after the previous *scheduled* one (so rounding to time steps does not lower the rate), and

@@ -28,86 +28,19 @@ populations of equal polarity). An error population whose area passes its error 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from biofa.nn import CompiledCircuit
 from biofa.spiking.calibrate import Calibration, fit, rate_function
+from biofa.spiking.feedback import add_feedback
+from biofa.spiking.layout import Connection, Plan, Population
 from biofa.spiking.neurons import READOUT_MODEL, NeuronModel
 from biofa.spiking.rates import RateTrace
 from biofa.spiking.support import check_supported
 
-
-@dataclass(frozen=True, eq=False)
-class Population:
-    """``size`` neurons of one kind with one outgoing sign (Dale's law for ``sign = +-1``).
-
-    ``kind`` is ``"poisson"`` (rates set per image), ``"neuron"`` (the spiking model),
-    ``"readout"`` (membrane integrator) or ``"current"`` (input injected as current: no neurons).
-    ``role`` is ``"input"``, ``"hidden"``, ``"readout"`` or ``"error"``; ``sign`` is +1 (E),
-    -1 (I) or 0 (unconstrained: Units, and error populations, whose weights are the rule's
-    feedback tensors); ``bias`` the constant current (amp) per neuron; ``channels`` the
-    population's channel range in its area; ``polarity`` +1/-1 for error populations;
-    ``mirrors`` the forward population whose spikes open a ``gated`` population's synapses.
-    """
-
-    name: str
-    area: str
-    kind: str
-    role: str
-    size: int
-    sign: int
-    bias: np.ndarray
-    channels: tuple[int, int]
-    polarity: int = 0
-    mirrors: str = ""
-    gated: bool = False
-
-
-@dataclass(frozen=True, eq=False)
-class Connection:
-    """Synapses from every neuron of ``source`` to every neuron of ``target`` (one copy).
-
-    ``weight`` is ``(source.size, target.size)`` in the target model's weight unit (SI);
-    ``pathway`` is ``"forward"`` or ``"feedback"``; ``via`` names the projection or pathway.
-    """
-
-    source: str
-    target: str
-    weight: np.ndarray
-    pathway: str
-    via: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.source}->{self.target}"
-
-
-@dataclass(eq=False)
-class Plan:
-    """A circuit ready for Brian2 (module docstring). Areas map to population names in order."""
-
-    circuit: str
-    neuron: NeuronModel
-    readout_model: NeuronModel
-    readout: str
-    encoding: str
-    input_area: str
-    readout_area: str
-    populations: dict[str, Population]
-    connections: list[Connection]
-    calibration: dict[str, Calibration]
-    input_rate: float
-    error_rate: float
-    readout_shift: float
-    forward: dict[str, list[str]] = field(default_factory=dict)
-    errors: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-
-    def model_of(self, population: str) -> NeuronModel:
-        kind = self.populations[population].kind
-        return self.readout_model if kind == "readout" else self.neuron
+__all__ = ["Connection", "Plan", "Population", "build_plan", "normalization_of"]
 
 
 def build_plan(
@@ -230,8 +163,6 @@ def build_plan(
         forward=forward,
     )
     if feedback:
-        from biofa.spiking.feedback import add_feedback
-
         add_feedback(plan, model, error_trace or trace, rate, max_rate, percentile, error_synapses)
     return plan
 

@@ -29,12 +29,12 @@ from tqdm.auto import tqdm
 from biofa.circuit import Circuit
 from biofa.data import load
 from biofa.measure.probes import projection_metrics, run_metrics
-from biofa.measure.record import run_recorder
 from biofa.measure.shadow import shadow_metrics
 from biofa.nn.seeds import derive_seed
 from biofa.train import checkpoint, distributed
 from biofa.train.config import Train
 from biofa.train.optim import lr_factor, set_weight_decay
+from biofa.train.provenance import run_recorder
 from biofa.train.steppers import SeedBatchedStepper, SingleStepper, autocast
 
 __all__ = ["Diverged", "Run", "fit", "resolve_device"]
