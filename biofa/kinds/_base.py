@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-__all__ = ["ProjectionOp", "VmappedOp", "shape_only"]
+__all__ = ["FusedOp", "ProjectionOp", "VmappedOp", "shape_only"]
 
 
 def shape_only(shape, like: Tensor) -> Tensor:
@@ -70,6 +70,23 @@ class ProjectionOp(abc.ABC):
     def seed_batched(self) -> ProjectionOp:
         """This op over a leading seed dimension (default: :class:`VmappedOp`)."""
         return VmappedOp(self)
+
+
+class FusedOp(ProjectionOp):
+    """An op whose library call computes the three gradients at once (:meth:`grads`, abstract);
+    the two products alone come from it, with a shape-only tensor in the unused slot."""
+
+    @abc.abstractmethod
+    def grads(self, grad_out: Tensor, x: Tensor, feedback: Tensor, mask) -> tuple:
+        """``(input, weight, bias)`` gradients, ``None`` where ``mask`` says not needed."""
+
+    def input_grad(self, grad_out: Tensor, feedback: Tensor, input_shape) -> Tensor:
+        x = shape_only(input_shape, grad_out)
+        return self.grads(grad_out, x, feedback, (True, False, False))[0]
+
+    def weight_grad(self, x: Tensor, grad_out: Tensor, weight_shape) -> Tensor:
+        w = shape_only(weight_shape, grad_out)
+        return self.grads(grad_out, x, w, (False, True, False))[1]
 
 
 class VmappedOp(ProjectionOp):

@@ -16,87 +16,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from biofa.circuit.kind import WeightedKind
-from biofa.kinds._base import ProjectionOp, shape_only
+from biofa.kinds._base import FusedOp, ProjectionOp
+from biofa.kinds._window import WindowKind
 
 __all__ = ["Conv", "Conv2dOp", "SeedBatchedConv", "conv"]
 
 
 @dataclass(frozen=True)
-class Conv(WeightedKind):
-    """A 2-D convolution ``kernel x kernel`` with ``stride`` and zero ``padding``.
-
-    ``padding=None`` means "same" padding for odd kernels (``kernel // 2``). ``batch_norm=True``
-    normalises this projection's output on its own before it is summed with the area's other
-    inputs (the ResNet block layout); otherwise normalisation is the area's.
-    """
-
-    kernel: int
-    stride: int = 1
-    padding: int | None = None
-    batch_norm: bool = False
+class Conv(WindowKind):
+    """A 2-D convolution ``kernel x kernel`` with ``stride`` and zero ``padding``, weights shared
+    over positions: ``W`` is ``(out, in, k, k)`` (window fields: :class:`WindowKind`)."""
 
     op: ClassVar[str] = "conv2d"
-
-    def __post_init__(self) -> None:
-        check_window("conv", self.kernel, self.stride, self.padding)
-
-    @property
-    def pad(self) -> int:
-        return self.kernel // 2 if self.padding is None else self.padding
-
-    def out_size(self, size: int) -> int:
-        return (size + 2 * self.pad - self.kernel) // self.stride + 1
 
     @property
     def op_type(self) -> type:
         return Conv2dOp
 
-    def signature(self) -> tuple:
-        return ("conv2d", self.kernel, self.stride, self.pad)
-
-    def check_source(self, projection: str, source: str, spatial: bool) -> None:
-        if not spatial:
-            raise ValueError(
-                f"conv projection {projection!r} reads area {source!r}, which is a vector "
-                "(dense, or globally pooled); conv needs a spatial source"
-            )
-
-    def spatial_output(self, source_spatial: bool) -> bool:
-        return True
-
-    def output_shape(self, projection, source_shape, channels) -> tuple[int, ...]:
-        h, w = self.out_size(source_shape[1]), self.out_size(source_shape[2])
-        if h <= 0 or w <= 0:
-            raise ValueError(
-                f"conv projection {projection!r} shrinks {source_shape[1]}x{source_shape[2]} "
-                "to nothing"
-            )
-        return (channels, h, w)
-
     def weight_shape(self, out_channels, in_columns, output_shape) -> tuple[int, ...]:
         return (out_channels, in_columns, self.kernel, self.kernel)
-
-    def fan_in(self, weight_shape) -> int:
-        return weight_shape[1] * weight_shape[2] * weight_shape[3]
 
     def build_op(self, source_shapes, output_shape) -> Conv2dOp:
         return Conv2dOp(self.stride, self.pad)
 
 
-def check_window(name: str, kernel, stride, padding) -> None:
-    """``kernel`` and ``stride`` positive ints, ``padding`` a non-negative int or ``None``."""
-    for field, value in (("kernel", kernel), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name}({field}={value!r}): must be a positive int")
-    if padding is not None and (
-        isinstance(padding, bool) or not isinstance(padding, int) or padding < 0
-    ):
-        raise ValueError(f"{name}(padding={padding!r}): must be a non-negative int or None")
-
-
 @dataclass(frozen=True)
-class Conv2dOp(ProjectionOp):
+class Conv2dOp(FusedOp):
     """A 2-D convolution with ``stride`` and ``padding`` (no dilation, one group)."""
 
     stride: int
@@ -113,19 +58,11 @@ class Conv2dOp(ProjectionOp):
             False, [0, 0], 1, list(mask),
         )  # fmt: skip
 
-    def input_grad(self, grad_out: Tensor, feedback: Tensor, input_shape) -> Tensor:
-        x = shape_only(input_shape, grad_out)
-        return self.grads(grad_out, x, feedback, (True, False, False))[0]
-
-    def weight_grad(self, x: Tensor, grad_out: Tensor, weight_shape) -> Tensor:
-        w = shape_only(weight_shape, grad_out)
-        return self.grads(grad_out, x, w, (False, True, False))[1]
-
     def seed_batched(self) -> SeedBatchedConv:
         return SeedBatchedConv(self)
 
 
-class SeedBatchedConv(ProjectionOp):
+class SeedBatchedConv(FusedOp):
     """``K`` conv projections at once as ONE grouped convolution (``groups=K``).
 
     ``x (K, N, C, H, W)`` is laid out as ``(N, K*C, H, W)`` and the kernels ``(K, out, C, k, k)``
@@ -162,14 +99,6 @@ class SeedBatchedConv(ProjectionOp):
         if gb is not None:
             gb = gb.view(k, out)
         return gx, gw, gb
-
-    def input_grad(self, grad_out: Tensor, feedback: Tensor, input_shape) -> Tensor:
-        x = shape_only(input_shape, grad_out)
-        return self.grads(grad_out, x, feedback, (True, False, False))[0]
-
-    def weight_grad(self, x: Tensor, grad_out: Tensor, weight_shape) -> Tensor:
-        w = shape_only(weight_shape, grad_out)
-        return self.grads(grad_out, x, w, (False, True, False))[1]
 
     def seed_batched(self) -> ProjectionOp:
         raise TypeError("an op over seeds has no further seed-batched form")

@@ -29,68 +29,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from biofa.circuit.kind import WeightedKind
 from biofa.kinds._base import ProjectionOp
-from biofa.kinds.conv2d import Conv, check_window
+from biofa.kinds._window import WindowKind
 
 __all__ = ["Local2d", "Local2dOp", "local2d"]
 
 
 @dataclass(frozen=True)
-class Local2d(WeightedKind):
-    """A locally connected ``kernel x kernel`` projection with ``stride`` and zero ``padding``
-    (``None``: ``kernel // 2``); ``batch_norm`` as for :class:`~biofa.kinds.conv2d.Conv`."""
-
-    kernel: int
-    stride: int = 1
-    padding: int | None = None
-    batch_norm: bool = False
+class Local2d(WindowKind):
+    """A locally connected ``kernel x kernel`` projection with ``stride`` and zero ``padding``,
+    one weight per position: ``W`` is ``(out, in, k, k, H', W')`` (window fields:
+    :class:`WindowKind`)."""
 
     op: ClassVar[str] = "local2d"
-
-    def __post_init__(self) -> None:
-        check_window("local2d", self.kernel, self.stride, self.padding)
-
-    @property
-    def pad(self) -> int:
-        return self.kernel // 2 if self.padding is None else self.padding
-
-    def _window(self) -> Conv:
-        return Conv(self.kernel, self.stride, self.pad)
 
     @property
     def op_type(self) -> type:
         return Local2dOp
 
-    def signature(self) -> tuple:
-        return ("local2d", self.kernel, self.stride, self.pad)
-
-    def check_source(self, projection: str, source: str, spatial: bool) -> None:
-        if not spatial:
-            raise ValueError(
-                f"local2d projection {projection!r} reads area {source!r}, which is a vector "
-                "(dense, or globally pooled); local2d needs a spatial source"
-            )
-
-    def spatial_output(self, source_spatial: bool) -> bool:
-        return True
-
-    def output_shape(self, projection, source_shape, channels) -> tuple[int, ...]:
-        window = self._window()
-        h, w = window.out_size(source_shape[1]), window.out_size(source_shape[2])
-        if h <= 0 or w <= 0:
-            raise ValueError(
-                f"local2d projection {projection!r} shrinks {source_shape[1]}x{source_shape[2]} "
-                "to nothing"
-            )
-        return (channels, h, w)
-
     def weight_shape(self, out_channels, in_columns, output_shape) -> tuple[int, ...]:
         k = self.kernel
         return (out_channels, in_columns, k, k, output_shape[1], output_shape[2])
-
-    def fan_in(self, weight_shape) -> int:
-        return weight_shape[1] * weight_shape[2] * weight_shape[3]
 
     def build_op(self, source_shapes, output_shape) -> Local2dOp:
         return Local2dOp(self.kernel, self.stride, self.pad, tuple(source_shapes[0][1:]))

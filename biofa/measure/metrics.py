@@ -80,11 +80,8 @@ def angle(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(ok, torch.rad2deg(theta), torch.full_like(theta, math.nan))
 
 
-@metric(
-    long_name="angle between feedback and forward weights",
-    units="degree",
-    inputs=("weight", "feedback"),
-)
+@metric(long_name="angle between feedback and forward weights", units="degree",
+        inputs=("weight", "feedback"))  # fmt: skip
 def feedback_angle(weight: Tensor, feedback: Tensor) -> Tensor:
     r"""Angle (degrees) between the effective feedback tensor :math:`B` and the weight :math:`W`.
 
@@ -95,11 +92,8 @@ def feedback_angle(weight: Tensor, feedback: Tensor) -> Tensor:
     return angle(weight, feedback)
 
 
-@metric(
-    long_name="angle between delivered error and backprop error",
-    units="degree",
-    inputs=("delivered_error", "reference_error"),
-)
+@metric(long_name="angle between delivered error and backprop error", units="degree",
+        inputs=("delivered_error", "reference_error"))  # fmt: skip
 def error_angle(delivered: Tensor, reference: Tensor) -> Tensor:
     r"""Angle (degrees) between the error a rule delivers to a layer, :math:`\delta_\text{rule}`,
     and the error backprop delivers for the same batch and weights, :math:`\delta_\text{bp}`:
@@ -110,11 +104,8 @@ def error_angle(delivered: Tensor, reference: Tensor) -> Tensor:
     return angle(delivered, reference)
 
 
-@metric(
-    long_name="angle between weight update and backprop gradient",
-    units="degree",
-    inputs=("update", "reference_update"),
-)
+@metric(long_name="angle between weight update and backprop gradient", units="degree",
+        inputs=("update", "reference_update"))  # fmt: skip
 def update_angle(update: Tensor, reference_grad: Tensor) -> Tensor:
     r"""Angle (degrees) between a rule's weight update :math:`\Delta W` and backprop's gradient
     :math:`\nabla_W L` for the same batch: :math:`\theta(\Delta W, \nabla_W L)`.
@@ -122,11 +113,8 @@ def update_angle(update: Tensor, reference_grad: Tensor) -> Tensor:
     return angle(update, reference_grad)
 
 
-@metric(
-    long_name="sign concordance of feedback with weights",
-    units="1",
-    inputs=("weight", "feedback"),
-)
+@metric(long_name="sign concordance of feedback with weights", units="1",
+        inputs=("weight", "feedback"))  # fmt: skip
 def sign_concordance(weight: Tensor, feedback: Tensor) -> Tensor:
     r"""Fraction of entries whose feedback sign matches the weight sign.
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -186,31 +187,18 @@ def _fb_slice(g: Tensor, weight_shape: torch.Size, start: int, stop: int) -> Ten
 
 
 def shadow_metrics(
-    model: CompiledCircuit,
-    x: Tensor,
-    y: Tensor,
-    *,
-    autocast: Callable[[], AbstractContextManager] = nullcontext,
-    loss_scale: float = 1.0,
+    model: CompiledCircuit, x: Tensor, y: Tensor, **options: Any
 ) -> dict[str, dict[str, Tensor]]:
     """``{metric: {projection: 0-d tensor}}`` for every registered shadow metric
     (:class:`~biofa.measure.registry.ShadowInputs`: ``error_angle``, ``update_angle`` and, when
-    the circuit learns feedback tensors, ``feedback_update_norm``; module docstring).
+    the circuit learns feedback tensors, ``feedback_update_norm``; module docstring), from
+    :func:`shadow_backward` of ``model`` on the batch ``(x, y)``.
 
-    Parameters
-    ----------
-    model
-        The compiled circuit (not a ``torch.compile`` wrapper); left in its mode (train/eval).
-    x, y
-        The batch (on the model's device).
-    autocast
-        A factory of the autocast context the training step runs its forward in.
-    loss_scale
-        Multiplies the loss before the backward (the fp16 gradient scaler's scale, so small
-        gradients do not underflow); angles do not depend on it, the feedback update is divided
-        by it.
+    ``options`` are :func:`shadow_backward`'s (``autocast``, ``loss_scale``). Angles do not depend
+    on the loss scale; the feedback update is divided by it.
     """
-    rule, exact = shadow_backward(model, x, y, autocast=autocast, loss_scale=loss_scale)
+    loss_scale = options.get("loss_scale", 1.0)
+    rule, exact = shadow_backward(model, x, y, **options)
     metrics = computed(ShadowInputs)
     out: dict[str, dict[str, Tensor]] = {m.name: {} for m in metrics}
     per_area: dict[tuple[str, str], Tensor | None] = {}  # metrics of an area's error alone

@@ -12,46 +12,13 @@ an instance.
 
 from __future__ import annotations
 
-from biofa.rules._base import (
-    AfterStep,
-    AreaContext,
-    AreaHook,
-    AreaRule,
-    CrossesNonlinearity,
-    CrossingHook,
-    CustomErrorPath,
-    DeliverError,
-    DirectFeedbackRule,
-    Feedback,
-    FeedbackContext,
-    FeedbackRule,
-    LocalSignals,
-    NativeBackward,
-    Probes,
-    Rule,
-    RuleMetric,
-)
+from biofa.rules import _base
+from biofa.rules._base import *  # noqa: F403  (the contract: rule types, capabilities, signals)
 from biofa.rules.registry import available, create, describe, get, register
 from biofa.rules.resolve import check, resolve, used_by
 
 __all__ = [
-    "AfterStep",
-    "AreaContext",
-    "AreaHook",
-    "AreaRule",
-    "CrossesNonlinearity",
-    "CrossingHook",
-    "CustomErrorPath",
-    "DeliverError",
-    "DirectFeedbackRule",
-    "Feedback",
-    "FeedbackContext",
-    "FeedbackRule",
-    "LocalSignals",
-    "NativeBackward",
-    "Probes",
-    "Rule",
-    "RuleMetric",
+    *_base.__all__,
     "available",
     "check",
     "create",

@@ -216,14 +216,7 @@ class ProductFeedbackAlignment(FeedbackRule, CustomErrorPath, Probes):
         b = fb["B"].to(r.dtype)
         return (b @ r.reshape(r.shape[0], -1)).view(weight.shape)
 
-    def error_through(
-        self,
-        grad_output: Tensor,
-        weight: Tensor,
-        fb: dict[str, Tensor],
-        op: Any,
-        input_shape: tuple[int, ...],
-    ) -> Tensor | None:
+    def error_through(self, grad_output, weight, fb, op, input_shape) -> Tensor | None:
         if not isinstance(op, DenseOp):
             return None
         n, (out, inp), k = grad_output.shape[0], weight.shape, fb["B"].shape[1]

@@ -147,21 +147,11 @@ def build_plan(
             )
             forward[name].append(pname)
     plan = Plan(
-        circuit=circuit.name,
-        neuron=neuron,
-        readout_model=readout_model,
-        readout=readout,
-        encoding=encoding,
-        input_area=inp,
-        readout_area=out,
-        populations=pops,
-        connections=connections,
-        calibration=cal,
-        input_rate=input_rate,
-        error_rate=error_rate,
-        readout_shift=shift,
-        forward=forward,
-    )
+        circuit=circuit.name, neuron=neuron, readout_model=readout_model, readout=readout,
+        encoding=encoding, input_area=inp, readout_area=out, populations=pops,
+        connections=connections, calibration=cal, input_rate=input_rate, error_rate=error_rate,
+        readout_shift=shift, forward=forward,
+    )  # fmt: skip
     if feedback:
         add_feedback(plan, model, error_trace or trace, rate, max_rate, percentile, error_synapses)
     return plan

@@ -12,6 +12,7 @@ from biofa.circuit import Circuit
 from biofa.data import DataSource
 from biofa.data import load as load_data
 from biofa.nn import CompiledCircuit
+from biofa.spiking._brian import require_brian2
 from biofa.spiking.network import SpikingNetwork
 from biofa.spiking.neurons import NeuronModel, neuron_model
 from biofa.spiking.plan import Plan, build_plan, normalization_of
@@ -42,16 +43,7 @@ def to_brian2(
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
     seed: int = 0,
-    neuron: str | NeuronModel = "lif",
-    calibration_images: int = 256,
-    copies: int = 100,
-    segments: int = 1,
-    duration: float = 0.1,
-    settle: float = 0.02,
-    dt: float = 1e-4,
     target: str = "auto",
-    layout: str = "merged",
-    threads: int = 0,
     **options: Any,
 ) -> SpikingNetwork:
     """Translate ``model`` into a Brian2 network (see :mod:`biofa.spiking`).
@@ -66,13 +58,15 @@ def to_brian2(
         the input weights and ``calibration_images`` of its training images (drawn with
         ``seed``) calibrate the rate scales. ``None`` calibrates on uniform random images (a
         logged warning).
-    neuron
-        A name in :data:`~biofa.spiking.neurons.NEURON_MODELS` or a
-        :class:`~biofa.spiking.neurons.NeuronModel`.
-    copies, segments, duration, settle, dt, target, layout, threads
-        See :class:`~biofa.spiking.network.SpikingNetwork` (seconds; ``target`` is the Brian2
-        code-generation target; ``threads`` OpenMP threads of a standalone build, 0: none).
+    target
+        The Brian2 code-generation target (:mod:`~biofa.spiking.targets`; ``"auto"``:
+        ``cpp_standalone`` where a compiler exists, else ``numpy``).
     **options
+        :class:`~biofa.spiking.network.SpikingNetwork` keywords (``copies``, ``segments``,
+        ``duration``, ``settle``, ``dt``, ``layout``, ``threads``; seconds; ``threads``: OpenMP
+        threads of a standalone build, 0: none), :func:`plan_for`'s ``neuron`` (a name in
+        :data:`~biofa.spiking.neurons.NEURON_MODELS` or a
+        :class:`~biofa.spiking.neurons.NeuronModel`) and ``calibration_images``, and
         :func:`~biofa.spiking.plan.build_plan` keywords: ``readout`` (``"voltage"`` or
         ``"spikes"``), ``encoding`` (``"poisson"`` or ``"current"``), ``max_rate``,
         ``input_rate``, ``input_total_rate``, ``error_rate`` (Hz), ``readout_range`` (V),
@@ -85,31 +79,16 @@ def to_brian2(
     ImportError
         Without Brian2 (``pip install biofa[spiking]``).
     """
-    from biofa.spiking._brian import require_brian2
-
     require_brian2()
+    network = {k: options.pop(k) for k in NETWORK_OPTIONS if k in options}
     plan = plan_for(
-        model,
-        data,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        seed=seed,
-        neuron=neuron,
-        calibration_images=calibration_images,
-        **options,
+        model, data, input_shape=input_shape, num_classes=num_classes, seed=seed, **options
     )
-    return SpikingNetwork(
-        plan,
-        copies=copies,
-        segments=segments,
-        duration=duration,
-        settle=settle,
-        dt=dt,
-        target=target,
-        layout=layout,
-        seed=seed,
-        threads=threads,
-    )
+    return SpikingNetwork(plan, target=target, seed=seed, **network)
+
+
+#: the keywords of :func:`to_brian2` that go to :class:`~biofa.spiking.network.SpikingNetwork`
+NETWORK_OPTIONS = ("copies", "segments", "duration", "settle", "dt", "layout", "threads")
 
 
 def plan_for(
