@@ -35,7 +35,7 @@ from biofa.train import checkpoint, distributed
 from biofa.train.config import Train
 from biofa.train.optim import lr_factor, set_weight_decay
 from biofa.train.provenance import run_recorder
-from biofa.train.steppers import SeedBatchedStepper, SingleStepper, autocast
+from biofa.train.steppers import SeedBatchedStepper, SingleStepper, autocast, batching_refusal
 
 __all__ = ["Diverged", "Run", "fit", "resolve_device"]
 
@@ -116,6 +116,8 @@ def fit(
         run.out.parent.mkdir(parents=True, exist_ok=True)
     trains = [train.replace(seed=run.seed) for run in runs]
     device = resolve_device(train.device)
+    if seeds is not None and (why := batching_refusal(circuit, train)) is not None:
+        raise ValueError(f"cannot batch seeds of circuit {circuit.name!r}: {why}")
     ddp = distributed.setup(device) if seeds is None else None  # under torchrun with 2+ ranks
     if ddp is not None:
         device = ddp.device

@@ -199,6 +199,8 @@ def batching_refusal(circuit: Circuit, train: Train) -> str | None:
         return "Train.stream=True (each seed would read its own batches from disk)"
     if train.normalize_grads:
         return "Train.normalize_grads=True (per-projection norms of the stacked gradients)"
+    if distributed.from_env()[1] > 1:
+        return "torchrun with several processes (batched seeds train in one process)"
     for rule in rules.used_by(circuit):
         if issubclass(rules.get(rule), rules.AreaRule):
             return (
