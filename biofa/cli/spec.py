@@ -321,7 +321,7 @@ def run_points(spec: Spec, overrides: Mapping[str, Any], sweep: bool = False) ->
     error that can be found without training is found before the first run starts.
 
     ``coords`` holds ``rule`` (the ``circuit()`` keyword ``rule`` when it is a string, otherwise
-    ``"+".join(circuit.rules_used())``), ``seed`` (``train.seed``) and every swept key, with
+    ``"+".join(biofa.rules.used_by(circuit))``), ``seed`` (``train.seed``) and every swept key, with
     values netCDF can store (str, int, float). ``name`` joins them, ``rule-fa_seed-0_width-32``.
 
     Raises

@@ -21,11 +21,12 @@ input (``conv2d_weight``), and the error kernel gets ``gamma`` times the same up
 authors' orientation ``E = W^T`` and ``Delta E = gamma (Delta W)^T``). Defaults as in the
 authors' release: ``beta = 0.9``, ``gamma = 0.1``.
 
-**In biofa.** ``d_l`` is this rule's projection-scope feedback (``effective_feedback = E``,
+**In biofa.** ``d_l`` is this rule's layer-wise feedback (``effective_feedback = E``,
 pseudo-gradient ``gamma * G`` with ``G`` the weight gradient). The target difference replaces the
-derivative of the lower area's nonlinearity: the rule overrides
-``FeedbackRule.cross_nonlinearity``, which the compiler applies to every hidden area whose
-outgoing projections use ``ekdaa`` (through :class:`biofa.nn.ops.CrossNonlinearity`): the error at
+derivative of the lower area's nonlinearity: the rule is a
+:class:`~biofa.rules.CrossesNonlinearity`, whose crossing hook the compiler inserts into every
+hidden area whose outgoing projections use ``ekdaa`` (through
+:class:`biofa.nn.function.CrossNonlinearity`): the error at
 the area's pre-activation is ``phi(h) - phi(h - beta d)`` instead of ``phi'(h) d``. For a smooth
 ``phi`` and small ``beta d`` this is ``beta phi'(h) d`` (feedback alignment with a learned
 kernel); for ``phi = sign`` (area ``nonlinearity="sign"``) it is ``+-2`` exactly where the
