@@ -149,3 +149,22 @@ def test_spiking_validation_files_get_a_history_too(tmp_path, monkeypatch):
     assert written.attrs["history"].startswith("2026-12-01T00:00:00+00:00: biofa ")
     assert written.attrs["history"].endswith(": validate.py --images 10")
     assert "history" not in ds.attrs  # the caller's Dataset is left as it was
+
+
+def test_open_mfdataset_needs_dask_and_the_docs_say_how_to_get_it(tmp_path):
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = (root / "pyproject.toml").read_text()
+    assert re.search(r'^dask = \["dask\[array\]>=[\d.]+"\]', pyproject, re.M)
+    docs = (root / "docs" / "output-format.md").read_text()
+    assert "pip install 'biofa[dask]'" in docs and "chunk manager" in docs
+    recorder().write(tmp_path / "a.nc")
+    if importlib.util.find_spec("dask") is None:  # what the page says happens without it
+        with pytest.raises(ImportError, match="dask"):
+            xr.open_mfdataset(str(tmp_path / "*.nc"))
+    else:
+        with xr.open_mfdataset(str(tmp_path / "*.nc")) as ds:
+            assert ds.sizes["step"] == 2
