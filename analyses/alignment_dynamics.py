@@ -10,31 +10,35 @@ shape; the readout's update is exact for every rule, so its update angle is 0).
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import biofa  # noqa: E402  (registers ds.biofa)
+import biofa  # registers ds.biofa
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("runs", nargs="?", default="runs/ei_cnn")
 parser.add_argument("out", nargs="?", default="analyses/figures/alignment_dynamics.png")
 args = parser.parse_args()
+try:
+    import matplotlib.pyplot as plt
+except ImportError:  # the "viz" extra
+    parser.exit(2, f"{parser.prog}: error: needs matplotlib: pip install 'biofa[viz]'\n")
+plt.switch_backend("Agg")
 
-ds = biofa.open_runs(args.runs)
+try:
+    ds = biofa.open_runs(args.runs)
+except (OSError, ValueError) as err:  # no runs there, or runs that do not belong together
+    parser.exit(2, f"{parser.prog}: error: {err}\n")
 angles = [v for v in ("feedback_angle", "error_angle", "update_angle") if v in ds]
 nrow, ncol = len(angles), ds.sizes["projection"]
 size = (3.2 * ncol + 2, 2.6 * nrow)
 kw = dict(sharex=True, sharey=True, squeeze=False, layout="constrained")
 fig, axes = plt.subplots(nrow, ncol, figsize=size, **kw)
 for row, var in zip(axes, angles):
-    curve = ds.biofa.curve(var)  # mean, sd, n over seeds; dims (rule, step, projection)
+    curve = ds.biofa.curve(var)  # mean_value, sd_value, n; dims (rule, step, projection)
     for ax, projection in zip(row, ds.projection.values):
         for i, rule in enumerate(curve.rule.values):
-            c = curve.sel(rule=rule, projection=projection).dropna("step", subset=["mean"])
-            ax.plot(c.step, c["mean"], color=f"C{i}", label=rule)
-            ax.fill_between(c.step, c["mean"] - c.sd, c["mean"] + c.sd, color=f"C{i}", alpha=0.2)
+            c = curve.sel(rule=rule, projection=projection).dropna("step", subset=["mean_value"])
+            m, sd = c.mean_value, c.sd_value
+            ax.plot(c.step, m, color=f"C{i}", label=rule)
+            ax.fill_between(c.step, m - sd, m + sd, color=f"C{i}", alpha=0.2)
         ax.axhline(90, color="grey", lw=0.8, ls="--")
         ax.set_title(projection, fontsize="medium")
     row[0].set_ylabel(f"{var.replace('_', ' ')} ({ds[var].attrs['units']})")

@@ -10,30 +10,35 @@ sign-symmetric rules, about 0.5 for random feedback (Liao, Leibo & Poggio 2016).
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import biofa  # noqa: E402  (registers ds.biofa)
+import biofa  # registers ds.biofa
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("runs", nargs="?", default="runs/ei_cnn")
 parser.add_argument("out", nargs="?", default="analyses/figures/sign_concordance.png")
 args = parser.parse_args()
+try:
+    import matplotlib.pyplot as plt
+except ImportError:  # the "viz" extra
+    parser.exit(2, f"{parser.prog}: error: needs matplotlib: pip install 'biofa[viz]'\n")
+plt.switch_backend("Agg")
 
-sc = biofa.open_runs(args.runs).dropna("projection", how="all", subset=["sign_concordance"])
+try:
+    ds = biofa.open_runs(args.runs)
+except (OSError, ValueError) as err:  # no runs there, or runs that do not belong together
+    parser.exit(2, f"{parser.prog}: error: {err}\n")
+sc = ds.dropna("projection", how="all", subset=["sign_concordance"])
 sc = sc.dropna("rule", how="all", subset=["sign_concordance"])  # direct rules have none
-curve = sc.biofa.curve("sign_concordance")  # mean, sd, n over seeds; dims (rule, step, projection)
+curve = sc.biofa.curve("sign_concordance")  # mean_value, sd_value, n; dims (rule, step, projection)
 final = sc.biofa.final("sign_concordance").mean("projection")  # per run
 accuracy = sc.biofa.final("test_accuracy")
 n = sc.sizes["projection"]
 fig, axes = plt.subplots(1, n + 1, figsize=(3.3 * n + 5.5, 3.4), layout="constrained")
 for i, rule in enumerate(curve.rule.values):
     for ax, projection in zip(axes, sc.projection.values):
-        c = curve.sel(rule=rule, projection=projection).dropna("step", subset=["mean"])
-        ax.plot(c.step, c["mean"], color=f"C{i}", label=rule)
-        ax.fill_between(c.step, c["mean"] - c.sd, c["mean"] + c.sd, color=f"C{i}", alpha=0.2)
+        c = curve.sel(rule=rule, projection=projection).dropna("step", subset=["mean_value"])
+        m, sd = c.mean_value, c.sd_value
+        ax.plot(c.step, m, color=f"C{i}", label=rule)
+        ax.fill_between(c.step, m - sd, m + sd, color=f"C{i}", alpha=0.2)
         ax.set(title=projection, xlabel="optimiser step", ylim=(-0.03, 1.03))
     axes[-1].scatter(final.sel(rule=rule), accuracy.sel(rule=rule), color=f"C{i}")
 for ax in axes[:-1]:

@@ -1,22 +1,30 @@
 """Raster, rate-vs-rate and error-vs-error plots of a spiking validation file.
 
-python analyses/spiking_validation.py runs/spiking.nc [-o analyses/figures/spiking.png]
+    python analyses/spiking_validation.py VALIDATION [OUT]  # -> analyses/figures/spiking_...png
+
+VALIDATION is a file written by ``biofa.spiking.validate(..., out=...)``; OUT a .png or .pdf.
 """
 
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import xarray as xr  # noqa: E402
+import xarray as xr
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("path", help="netCDF file written by biofa.spiking.validate(..., out=...)")
-parser.add_argument("-o", "--out", default="analyses/figures/spiking_validation.png")
+parser.add_argument("out", nargs="?", default="analyses/figures/spiking_validation.png")
 args = parser.parse_args()
-ds = xr.open_dataset(args.path)
+try:
+    import matplotlib.pyplot as plt
+except ImportError:  # the "viz" extra
+    parser.exit(2, f"{parser.prog}: error: needs matplotlib: pip install 'biofa[viz]'\n")
+plt.switch_backend("Agg")
+try:
+    ds = xr.open_dataset(args.path, engine="netcdf4").load()
+except (OSError, ValueError) as err:  # no such file, or not netCDF
+    parser.exit(2, f"{parser.prog}: error: cannot open {args.path}: {err}\n")
+if "spiking_rate" not in ds:
+    parser.exit(2, f"{parser.prog}: error: {args.path} is not a spiking validation file\n")
 fig, ax = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
 for pop in ds.population.values:  # raster of the first image; rates; one colour per population
     mine = (ds.spike_image == 0) & (ds.neuron_population[ds.spike_neuron] == pop).values

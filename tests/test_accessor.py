@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import xarray as xr
 
 import biofa  # noqa: F401  (registers ds.biofa)
+from biofa.measure import accessor
 
 NAN = math.nan
 STEPS = [5, 10, 15, 20]
@@ -73,31 +75,32 @@ def test_summary_is_mean_sd_n_over_seeds_of_the_final_values(ds):
     out = ds.biofa.summary("test_accuracy")
     for r in range(2):
         finals = np.array([last_valid(ACC[r, s]) for s in range(3)])
-        assert out["mean"][r] == pytest.approx(finals.mean())
-        assert out["sd"][r] == pytest.approx(finals.std(ddof=1))
+        assert out["mean_value"][r] == pytest.approx(finals.mean())
+        assert out["sd_value"][r] == pytest.approx(finals.std(ddof=1))
         assert out["n"][r] == 3
-    assert out["mean"].attrs["units"] == "1"
+    assert out["mean_value"].attrs["units"] == "1"
     # by hand in plain xarray: the last evaluation is at step 20, else at step 10
     final = ds.test_accuracy.isel(step=-1).fillna(ds.test_accuracy.isel(step=1))
-    np.testing.assert_allclose(out["mean"], final.mean("seed"))
+    np.testing.assert_allclose(out["mean_value"], final.mean("seed"))
 
 
 def test_curve_is_mean_and_sd_over_seeds_at_recorded_steps(ds):
     acc = ds.biofa.curve("test_accuracy")
     assert acc.step.values.tolist() == [10, 20]  # never-recorded steps are dropped
-    np.testing.assert_allclose(acc["mean"].sel(step=10), np.nanmean(ACC[:, :, 1], axis=1))
+    np.testing.assert_allclose(acc["mean_value"].sel(step=10), np.nanmean(ACC[:, :, 1], axis=1))
     np.testing.assert_allclose(
-        acc["sd"].sel(step=20, rule="backprop"), np.std(ACC[0, :, 3], ddof=1)
+        acc["sd_value"].sel(step=20, rule="backprop"), np.std(ACC[0, :, 3], ddof=1)
     )
     fa20 = ACC[1, [0, 2], 3]  # seed 1 has no value at step 20: two seeds
-    assert acc["mean"].sel(step=20, rule="feedback_alignment") == pytest.approx(fa20.mean())
-    assert acc["sd"].sel(step=20, rule="feedback_alignment") == pytest.approx(fa20.std(ddof=1))
+    fa = acc.sel(step=20, rule="feedback_alignment")
+    assert fa.mean_value == pytest.approx(fa20.mean())
+    assert fa.sd_value == pytest.approx(fa20.std(ddof=1))
     assert acc["n"].sel(step=20).values.tolist() == [3, 2]
 
     angle = ds.biofa.curve("feedback_angle")
-    assert angle["mean"].dims == ("rule", "step", "projection")
-    np.testing.assert_allclose(angle["mean"], np.nanmean(ANGLE, axis=1))
-    np.testing.assert_allclose(angle["sd"], np.nanstd(ANGLE, axis=1, ddof=1))
+    assert angle["mean_value"].dims == ("rule", "step", "projection")
+    np.testing.assert_allclose(angle["mean_value"], np.nanmean(ANGLE, axis=1))
+    np.testing.assert_allclose(angle["sd_value"], np.nanstd(ANGLE, axis=1, ddof=1))
     assert angle["n"].sel(rule="feedback_alignment", step=5).values.tolist() == [2, 2]
 
 
@@ -124,5 +127,21 @@ def test_other_swept_keys_stay_dims(ds):
     two = xr.concat([ds, ds.assign(test_accuracy=ds.test_accuracy * 0.5)], dim="lr")
     two = two.assign_coords(lr=[0.1, 0.01])
     out = two.biofa.summary("test_accuracy")
-    assert set(out["mean"].dims) == {"lr", "rule"}
-    np.testing.assert_allclose(out["mean"].sel(lr=0.01), 0.5 * out["mean"].sel(lr=0.1))
+    assert set(out["mean_value"].dims) == {"lr", "rule"}
+    np.testing.assert_allclose(out["mean_value"].sel(lr=0.01), 0.5 * out["mean_value"].sel(lr=0.1))
+
+
+def test_result_variables_do_not_shadow_dataset_attributes(ds):
+    summary = ds.biofa.summary("test_accuracy")
+    assert list(summary.data_vars) == list(accessor.RESULT_NAMES)
+    for name in accessor.RESULT_NAMES:
+        assert not hasattr(xr.Dataset, name), name  # ds.mean is a method: the old name was
+        assert isinstance(getattr(summary, name), xr.DataArray), name
+    np.testing.assert_array_equal(summary.mean_value, summary["mean_value"])
+    table = summary.to_dataframe()
+    assert list(table.columns) == ["mean_value", "sd_value", "n"]
+
+
+def test_the_docstring_examples_run_and_show_what_they_say():
+    result = doctest.testmod(accessor, raise_on_error=False, report=True)
+    assert result.attempted >= 8 and result.failed == 0, result

@@ -123,3 +123,81 @@ def test_analysis_scripts_are_short():
             if line.strip() and not line.lstrip().startswith("#")
         ]
         assert len(code) <= 40, (script, len(code))
+
+
+# -------------------------------------------------------------- one convention, one-line errors
+def validation_file(path: Path) -> Path:
+    """A small spiking validation file built by hand (``biofa.spiking.dataset.build``, no Brian2):
+    two populations of 3 and 2 neurons, 4 images, 2 classes, one hidden area's error."""
+    from biofa.spiking import dataset
+
+    rng = np.random.default_rng(0)
+    rate = rng.uniform(0, 50, (4, 5))
+    ds = dataset.build(
+        time=np.arange(0.0025, 0.1, 0.005),
+        population_rate=rng.uniform(0, 50, (20, 4, 2)),
+        populations=["h.e", "h.i"],
+        forward={"population": np.array(["h.e"] * 3 + ["h.i"] * 2), "area": np.array(["h"] * 5),
+                 "count": rate * 0.08, "rate": rate, "activation": rate / 40,
+                 "expected": rate * 1.1},
+        errors={"areas": np.array(["h"]), "area": np.array(["h"] * 3),
+                "rate_model": rng.normal(size=(4, 3)), "spiking": rng.normal(size=(4, 3)),
+                "positive": rng.uniform(0, 9, (4, 3)), "negative": rng.uniform(0, 9, (4, 3)),
+                "correlation": np.array([0.93]), "gain": np.array([30.0])},
+        readout={"label": np.array([0, 1, 1, 0]), "error_target": np.array([0, 1, 1, 0]),
+                 "prediction_rate_model": np.array([0, 1, 0, 0]),
+                 "prediction_spiking": np.array([0, 1, 1, 0]), "logits_rate_model": np.ones((4, 2)),
+                 "logits_spiking": np.ones((4, 2)), "error": np.zeros((4, 2))},
+        scalars={"class_agreement": (0.75, "agreement")},
+        calibration={"gain": (np.array([40.0, 60.0]), "gain", "Hz")},
+        raster={"time": np.array([0.01, 0.03, 0.05]), "neuron": np.array([0, 3, 4]),
+                "image": np.array([0, 0, 1])},
+        images=np.arange(4),
+        attrs={"settle": 0.02},
+    )  # fmt: skip
+    return dataset.write(ds, path)
+
+
+def test_every_script_takes_its_input_and_output_as_positional_arguments(tmp_path):
+    path = validation_file(tmp_path / "spiking.nc")
+    out = tmp_path / "figures" / "spiking.png"
+    run_script("spiking_validation", str(path), str(out))
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 5000
+    docs = (ROOT / "docs" / "analysis.md").read_text()
+    assert "python analyses/spiking_validation.py runs/spiking.nc figures/" in docs
+    for script in (*SCRIPTS, "spiking_validation"):
+        source = (ROOT / "analyses" / f"{script}.py").read_text()
+        assert '"-o"' not in source and 'add_argument("out", nargs="?"' in source, script
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_empty_or_missing_runs_folder_is_one_line_and_exit_2(script, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for where, said in (("empty", r"no run files \(\*\.nc\) in "), ("nowhere", "no such file")):
+        with pytest.raises(SystemExit) as caught:
+            run_script(script, str(tmp_path / where), str(tmp_path / "out.png"))
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert re.match(rf"{script}\.py: error: open_runs: .*{said}", err), err
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("script", (*SCRIPTS, "spiking_validation"))
+def test_without_matplotlib_the_scripts_say_which_extra_to_install(script, tmp_path, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # import raises ImportError
+    with pytest.raises(SystemExit) as caught:
+        run_script(script, str(tmp_path), str(tmp_path / "out.png"))
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"{script}.py: error: needs matplotlib: pip install 'biofa[viz]'\n"
+
+
+def test_a_file_that_is_no_validation_is_one_line_and_exit_2(sweep, tmp_path, capsys):
+    for path, said in ((next(sweep.glob("*.nc")), "is not a spiking validation file"),
+                       (tmp_path / "none.nc", "cannot open")):  # fmt: skip
+        with pytest.raises(SystemExit) as caught:
+            run_script("spiking_validation", str(path), str(tmp_path / "out.png"))
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and err.count("\n") == 1 and said in err, err

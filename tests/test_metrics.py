@@ -184,7 +184,12 @@ def test_a_metric_whose_input_is_missing_is_not_computed():
 
 @pytest.mark.parametrize(
     ("name", "per", "match"),
-    [("step", "run", "reserved"), ("a-b", "run", "identifier"), ("x", "layer", "allowed")],
+    [
+        ("step", "run", "reserved"),
+        ("feedback_rule", "projection", "reserved"),
+        ("a-b", "run", "identifier"),
+        ("x", "layer", "allowed"),
+    ],  # fmt: skip
 )
 def test_register_metric_rejects(name, per, match):
     with pytest.raises(ValueError, match=match):

@@ -40,7 +40,7 @@ assert float(updates.sel(projection="h2->out").isel(step=-1)) < 1e-3  # the read
 assert angles.sel(projection="image->h1").isnull().all()  # no error is sent to the pixels
 """,
     "02_comparing_rules.ipynb": """
-acc = summary["mean"]
+acc = summary.mean_value  # not summary["mean"]: .mean of a Dataset is its method
 assert float(acc.min()) > 0.8, acc.values
 assert acc.idxmax().item() == "backprop"
 assert float(acc.sel(rule="backprop") - acc.min()) < 0.06, acc.values  # "within about five points"

@@ -4,15 +4,19 @@ Schema of the file (DESIGN section 6)::
 
     coords  rule, seed, <each swept key>   length-1 dims, so xr.combine_by_coords stacks a sweep
             step (dim), epoch (on step)     optimiser step of each record
-            projection (dim), source, target, op (on projection)
+            projection (dim), source, target, op, <each further label> (on projection)
     vars    <run metric>(rule, seed, ..., step)                    float64, NaN where not recorded
             <projection metric>(rule, seed, ..., step, projection)  float64
             run_config(rule, seed, ...)                             resolved config, JSON string
-    attrs   Conventions, title, source, biofa_version, created, status, + the ones passed in
+    attrs   Conventions, title, source, biofa_version, created, history, status, + those passed
 
-Only metrics that were recorded at least once become variables; each carries ``long_name`` and
-``units`` from the metric registry (:mod:`biofa.measure.registry`). Writes are atomic (temporary
-file in the target directory, then :func:`os.replace`) and compressed (zlib level 4).
+Every coordinate has a ``long_name``. The per-projection labels are whatever the caller gives
+(a mapping per projection; the training loop adds ``feedback_rule``, see
+:mod:`biofa.train.provenance`). Only metrics that were recorded at least once become variables;
+each carries ``long_name`` and ``units`` from the metric registry (:mod:`biofa.measure.registry`).
+Writes are atomic (temporary file in the target directory, then :func:`os.replace`), honour the
+umask like any other file, store integers as int32 where they fit (CF's ``int``) and are
+compressed (zlib level 4).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,13 +34,21 @@ import torch
 import xarray as xr
 
 from biofa._version import __version__
+from biofa.measure.netcdf import history, write_netcdf
 from biofa.measure.registry import RESERVED_NAMES, registered
 
-__all__ = ["Recorder", "write_netcdf"]
+__all__ = ["LABELS", "Recorder", "write_netcdf"]
 
 Scalar = float | int | torch.Tensor
 _STATE_VERSION = 1
 _COORD_TYPES = (str, bool, int, float, np.bool_, np.integer, np.floating)
+#: The per-projection labels every run file has, and their ``long_name``.
+LABELS = {
+    "projection": "projection",
+    "source": "source area",
+    "target": "target area",
+    "op": "operation",
+}
 
 
 def _check_attrs(attrs: Mapping[str, Any]) -> dict[str, str | int | float]:
@@ -76,14 +87,51 @@ def _to_floats(values: Sequence[Scalar]) -> list[float]:
     return out  # type: ignore[return-value]
 
 
+def _labels(projections: Sequence[Mapping[str, str] | Sequence[str]]) -> dict[str, list[str]]:
+    """Label name -> one str per projection (the four of :data:`LABELS` first)."""
+    rows = []
+    for p in projections:
+        if isinstance(p, Mapping):
+            rows.append({str(k): str(v) for k, v in p.items()})
+        elif isinstance(p, Sequence) and not isinstance(p, str) and len(p) == len(LABELS):
+            rows.append({k: str(v) for k, v in zip(LABELS, p, strict=True)})
+        else:
+            raise ValueError(
+                f"projections: {p!r} must be a mapping of labels (projection, source, target, "
+                "op, ...) or a tuple (name, source, target, op)"
+            )
+    keys = list(LABELS) + [k for k in dict.fromkeys(k for r in rows for k in r) if k not in LABELS]
+    for row in rows:
+        missing = [k for k in keys if k not in row]
+        if missing:
+            name = row.get("projection", row)
+            raise ValueError(
+                f"projections: {name!r} has no labels {missing}; every projection needs "
+                f"{keys} (the same labels for all)"
+            )
+    return {k: [r[k] for r in rows] for k in keys}
+
+
+def _coord_long_name(key: str) -> str:
+    if key == "rule":
+        return "learning rule of the run"
+    if key == "seed":
+        return "random seed of the run"
+    return f"swept key {key}"
+
+
 class Recorder:
     """Collect metric snapshots during a run and write them as one netCDF4 file.
 
     Parameters
     ----------
     projections
-        ``(name, source, target, op)`` per projection, e.g. ``("v1->v2", "v1", "v2", "conv2d")``.
-        May be empty.
+        The labels of each projection: a mapping ``label -> str`` with at least ``projection``
+        (its name), ``source``, ``target`` and ``op``, e.g. ``{"projection": "v1->v2", "source":
+        "v1", "target": "v2", "op": "conv2d", "feedback_rule": "feedback_alignment"}``. Every
+        label becomes a coordinate on ``projection``; every projection must have the same
+        labels. A tuple ``(name, source, target, op)`` stands for the four required ones. May be
+        empty.
     coords
         Run coordinates: must include ``"rule"`` and ``"seed"``, plus every swept key. Each becomes
         a length-1 dimension (``rule`` and ``seed`` first, then the others in the given order).
@@ -92,24 +140,33 @@ class Recorder:
         The resolved configuration; stored as JSON (non-JSON values via ``str``) in ``run_config``.
     attrs
         Extra global attributes (``title``, ``source``, ``spec_source``, ``spec_sha256``,
-        ``device``, ...): str, int or float; bool is stored as int, anything else is an error.
+        ``device``, ``command``, ...): str, int or float; bool is stored as int, anything else is
+        an error. ``command`` also goes into the ``history`` attribute.
+    label_long_names
+        ``long_name`` of labels beyond :data:`LABELS` (default: the name, ``_`` as spaces).
     """
 
     def __init__(
         self,
         *,
-        projections: Sequence[tuple[str, str, str, str]],
+        projections: Sequence[Mapping[str, str] | tuple[str, str, str, str]],
         coords: Mapping[str, str | bool | int | float],
         run_config: Mapping[str, Any],
         attrs: Mapping[str, str | int | float],
+        label_long_names: Mapping[str, str] | None = None,
     ) -> None:
-        self.projections = [tuple(str(x) for x in p) for p in projections]
-        if any(len(p) != 4 for p in self.projections):
-            raise ValueError("projections: each entry must be (name, source, target, op)")
-        names = [p[0] for p in self.projections]
+        self.labels = _labels(projections)
+        #: ``(name, source, target, op)`` per projection (what a checkpoint's state compares)
+        self.projections = list(zip(*(self.labels[k] for k in LABELS), strict=True))
+        names = self.labels["projection"]
         if len(set(names)) != len(names):
             raise ValueError(f"projections: duplicate names in {names}")
         self._pindex = {n: i for i, n in enumerate(names)}
+        self._long_names = {
+            **{k: k.replace("_", " ") for k in self.labels},
+            **LABELS,
+            **dict(label_long_names or {}),
+        }
         missing = [k for k in ("rule", "seed") if k not in coords]
         if missing:
             raise ValueError(f"coords: missing {missing}; 'rule' and 'seed' are required")
@@ -117,7 +174,7 @@ class Recorder:
         self.coords: dict[str, str | bool | int | float] = {}
         for key in order:
             value = coords[key]
-            if key in RESERVED_NAMES or key in registered():
+            if key in RESERVED_NAMES or key in registered() or key in self.labels:
                 raise ValueError(f"coords: {key!r} is reserved by the output schema")
             if not isinstance(value, _COORD_TYPES):
                 raise ValueError(
@@ -125,6 +182,9 @@ class Recorder:
                     "allowed: str, bool, int, float"
                 )
             self.coords[key] = value.item() if isinstance(value, np.generic) else value
+        clash = sorted(set(self.labels) & set(registered()))
+        if clash:
+            raise ValueError(f"projections: labels {clash} are metric names; rename them")
         self.run_config = json.dumps(dict(run_config), sort_keys=True, default=str)
         self.attrs = _check_attrs(attrs)
         self._steps: list[int] = []
@@ -223,7 +283,10 @@ class Recorder:
         order = np.argsort(np.asarray(self._steps, dtype=np.int64), kind="stable")
         cdims = tuple(self.coords)
         ones = (1,) * len(cdims)
-        coords: dict[str, Any] = {k: np.array([v]) for k, v in self.coords.items()}
+        coords: dict[str, Any] = {
+            k: (k, np.array([v]), {"long_name": _coord_long_name(k)})
+            for k, v in self.coords.items()
+        }
         coords["step"] = (
             "step",
             np.asarray(self._steps, np.int64)[order],
@@ -234,13 +297,8 @@ class Recorder:
             np.asarray(self._epochs, np.int64)[order],
             {"long_name": "epoch", "units": "1"},
         )
-        cols = list(zip(*self.projections, strict=True)) or [()] * 4
-        for key, col, long_name in zip(
-            ("projection", "source", "target", "op"),
-            cols,
-            ("projection", "source area", "target area", "operation"),
-            strict=True,
-        ):
+        for key, col in self.labels.items():
+            long_name = self._long_names[key]
             coords[key] = ("projection", np.array(col, dtype=str), {"long_name": long_name})
         data: dict[str, Any] = {}
         for name, col in self._run.items():
@@ -252,13 +310,16 @@ class Recorder:
             data[name] = (cdims + ("step", "projection"), arr, self._var_attrs(name))
         config = np.array(self.run_config, dtype=str).reshape(ones)
         data["run_config"] = (cdims, config, {"long_name": "resolved run configuration (JSON)"})
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        command = self.attrs.get("command")
         attrs = {
             "Conventions": "CF-1.8",
             "title": "biofa run",
             "source": f"biofa {__version__}",
             **self.attrs,
             "biofa_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": created,
+            "history": history(created, str(command) if command else None),
             "status": status,
         }
         return xr.Dataset(data, coords=coords, attrs=attrs)
@@ -305,27 +366,3 @@ class Recorder:
         self._row = {s: i for i, s in enumerate(self._steps)}
         self._run = {k: [float(x) for x in v] for k, v in state["run"].items()}
         self._proj = {k: [[float(x) for x in r] for r in v] for k, v in state["proj"].items()}
-
-
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` atomically to ``path`` (netCDF4, numeric variables zlib level 4).
-
-    A hidden temporary file in the same directory is written, flushed to disk and renamed over
-    ``path``, so readers never see a partial file. Parent directories are created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoding = {
-        n: {"zlib": True, "complevel": 4} for n, v in ds.data_vars.items() if v.dtype.kind in "fiu"
-    }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -50,7 +50,8 @@ Per = Literal["run", "projection"]
 PER_KINDS = ("run", "projection")
 # Names the output schema already uses for coordinates and variables (DESIGN section 6).
 RESERVED_NAMES = frozenset(
-    {"step", "epoch", "projection", "source", "target", "op", "run_config", "status"}
+    {"step", "epoch", "projection", "source", "target", "op", "feedback_rule", "run_config"}
+    | {"status"}
 )
 
 

@@ -2,24 +2,31 @@
 :class:`xarray.Dataset`.
 
 Each run file has length-1 dimensions for ``rule``, ``seed`` and every swept key, so combining a
-sweep is an outer join on those coordinates::
+sweep is xarray's ``combine_by_coords`` on those coordinates (:mod:`biofa.measure.combine`)::
 
     ds = biofa.open_runs("runs/ei_cnn")          # dims (rule, seed, step, projection)
     ds.feedback_angle.mean("seed").sel(projection="v2->v1").plot.line(x="step")
+
+Files that cannot be combined meaningfully are refused before that: runs of different circuits or
+data sets (unless ``mixed="allow"``), and runs with different run coordinates.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from biofa.measure.combine import combine
+
 __all__ = ["open_runs"]
+
+MIXED = ("raise", "warn", "allow")
 
 _REQUIRED = ("run_config", "step", "epoch", "projection", "source", "target", "op")
 
@@ -35,7 +42,12 @@ def _files(path: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     if isinstance(path, str | os.PathLike):
         p = Path(path)
         if p.is_dir():
-            return sorted(p.rglob("*.nc"))
+            files = sorted(p.rglob("*.nc"))
+            if not files:
+                raise ValueError(f"open_runs: no run files (*.nc) in {p}")
+            return files
+        if not p.exists():
+            raise FileNotFoundError(f"open_runs: {p}: no such file or directory")
         return [p]
     return [Path(p) for p in path]
 
@@ -49,6 +61,7 @@ def open_runs(
     path: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     include_status: Sequence[str] = ("complete", "diverged"),
+    mixed: str = "raise",
 ) -> xr.Dataset:
     """Open run files and combine them into one Dataset.
 
@@ -60,20 +73,33 @@ def open_runs(
         Accepted values of a file's ``status`` attr. A status ``"diverged: <msg>"`` counts as
         ``"diverged"``. Other files (``"running"``: a crashed or unfinished run) are skipped
         with a warning, as are files that fail to open (truncated, not netCDF).
+    mixed
+        What to do with runs of different circuits or data sets (the ``circuit`` and ``data``
+        attributes, unless one is a run coordinate, i.e. swept): ``"raise"`` (a ``ValueError``
+        naming the files of each), ``"warn"`` (combine them, with that message as a warning) or
+        ``"allow"`` (combine them).
 
     Returns
     -------
     xarray.Dataset
         Dims ``(rule, seed, <swept keys>, step, projection)``; cells of runs with other step
-        grids, or of missing sweep points, are NaN. Each file's ``status`` attr becomes the data
-        variable ``status`` with the run dims; global attrs that differ between files (``created``)
-        are dropped.
+        grids, of missing sweep points or of projections a run does not have are NaN (``""``
+        for strings). Each file's ``status`` attr becomes the data variable ``status`` with the
+        run dims; global attrs that differ between files (``created``, ``history``) are dropped.
+        ``epoch`` and the projection labels (``source``, ``target``, ``op``, ``feedback_rule``)
+        are coordinates on ``step`` / ``projection`` where every run agrees, and per run (with
+        the run dims too) where they differ, e.g. ``feedback_rule`` in a sweep over rules.
 
     Raises
     ------
+    FileNotFoundError
+        If ``path`` (one path) does not exist.
     ValueError
-        If no file is usable.
+        If no file is usable, runs have different run coordinates, or (``mixed="raise"``) they
+        are of different circuits or data sets.
     """
+    if mixed not in MIXED:
+        raise ValueError(f"open_runs: mixed={mixed!r} must be one of {', '.join(map(repr, MIXED))}")
     include = tuple(include_status)
     datasets, files = [], []
     for file in _files(path):
@@ -97,98 +123,76 @@ def open_runs(
         dims = ds["run_config"].dims
         shape = tuple(ds.sizes[d] for d in dims)
         ds["status"] = (dims, np.full(shape, status), {"long_name": "run status"})
+        del ds.attrs["status"]  # per run: the ``status`` variable
         datasets.append(ds)
         files.append(file)
     if not datasets:
         raise ValueError(f"open_runs: no usable run files in {path!s}")
-    return _combine(datasets, files)
+    datasets, files = _one_per_cell(datasets, files)
+    _check_mixed(datasets, files, mixed)
+    try:
+        return combine(datasets)
+    except ValueError as err:  # what xarray refuses; one line, naming the files
+        names = _some(files)
+        raise ValueError(f"open_runs: cannot combine {names}: {err}".replace("\n", " ")) from err
 
 
-def _union(lists: Iterable[Iterable]) -> list:
-    """Union of values in first-seen order."""
-    return list(dict.fromkeys(v for values in lists for v in values))
-
-
-def _combine(datasets: list[xr.Dataset], files: list[Path]) -> xr.Dataset:
-    """Outer join of single-run datasets on (run dims, step, projection), NaN/"" where missing.
-
-    Done by hand rather than with ``xr.combine_by_coords``: that one treats a ``step`` grid that
-    differs between runs as a dimension to concatenate along, and refuses incomplete sweeps.
-    """
+def _one_per_cell(datasets: list[xr.Dataset], files: list[Path]) -> tuple[list, list]:
+    """Refuse runs with other run coordinates; of two files of one run, keep the later."""
     run_dims = datasets[0]["run_config"].dims
-    for ds, file in zip(datasets, files, strict=True):
+    cells: dict[tuple, int] = {}
+    for i, (ds, file) in enumerate(zip(datasets, files, strict=True)):
         if set(ds["run_config"].dims) != set(run_dims):
             raise ValueError(
                 f"open_runs: {file} has run coordinates {ds['run_config'].dims}, "
                 f"{files[0]} has {run_dims}; open them separately"
             )
-    index = {d: sorted(_union(ds[d].values.tolist() for ds in datasets)) for d in run_dims}
-    index["step"] = sorted(_union(ds["step"].values.tolist() for ds in datasets))
-    index["projection"] = _union(ds["projection"].values.tolist() for ds in datasets)
-    pos = {d: {v: i for i, v in enumerate(vals)} for d, vals in index.items()}
-    sizes = {d: len(v) for d, v in index.items()}
-
-    def positions(ds: xr.Dataset, dims: Sequence[str]) -> tuple:
-        return np.ix_(*([pos[d][v] for v in ds[d].values.tolist()] for d in dims))
-
-    out: dict[str, np.ndarray] = {}
-    dims_of: dict[str, tuple[str, ...]] = {}
-    attrs_of: dict[str, dict] = {}
-    seen: dict[tuple, Path] = {}
-    for ds, file in zip(datasets, files, strict=True):
         cell = tuple(ds[d].values.item() for d in run_dims)
-        if cell in seen:
+        if cell in cells:
             warnings.warn(
-                f"open_runs: {file} repeats run {cell} of {seen[cell]}; using {file}",
+                f"open_runs: {file} repeats run {cell} of {files[cells[cell]]}; using {file}",
                 stacklevel=3,
             )
-        seen[cell] = file
-        for name, var in ds.data_vars.items():
-            if name not in out:
-                dims_of[name], attrs_of[name] = var.dims, dict(var.attrs)
-                shape = tuple(sizes[d] for d in var.dims)
-                out[name] = _empty(shape, var.dtype)
-            elif out[name].dtype.kind == "U" and out[name].dtype.itemsize < var.dtype.itemsize:
-                out[name] = out[name].astype(var.dtype)
-            out[name][positions(ds, var.dims)] = var.transpose(*dims_of[name]).values
-
-    coords: dict[str, Any] = {d: (d, np.array(index[d]), datasets[0][d].attrs) for d in index}
-    for name in ("source", "target", "op"):
-        labels = dict(
-            pair
-            for ds in datasets
-            for pair in zip(ds["projection"].values, ds[name].values, strict=True)
-        )
-        values = np.array([labels[p] for p in index["projection"]], dtype=str)
-        coords[name] = ("projection", values, datasets[0][name].attrs)
-    epochs: dict[int, set[int]] = {}
-    for ds in datasets:
-        for step, epoch in zip(
-            ds["step"].values.tolist(), ds["epoch"].values.tolist(), strict=True
-        ):
-            epochs.setdefault(step, set()).add(epoch)
-    eattrs = datasets[0]["epoch"].attrs
-    if all(len(e) == 1 for e in epochs.values()):
-        coords["epoch"] = ("step", np.array([epochs[s].pop() for s in index["step"]]), eattrs)
-    else:  # runs with different batch sizes: epoch per run and step
-        epoch = np.full(tuple(sizes[d] for d in (*run_dims, "step")), np.nan)
-        for ds in datasets:
-            epoch[positions(ds, (*run_dims, "step"))] = ds["epoch"].values
-        coords["epoch"] = ((*run_dims, "step"), epoch, eattrs)
-
-    first = datasets[0].attrs
-    attrs = {k: v for k, v in first.items() if all(_same(ds.attrs.get(k), v) for ds in datasets)}
-    attrs.pop("status", None)  # per run: the ``status`` variable
-    data = {n: (dims_of[n], out[n], attrs_of[n]) for n in out}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+        cells[cell] = i
+    keep = sorted(cells.values())
+    return [datasets[i] for i in keep], [files[i] for i in keep]
 
 
-def _empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """NaN-filled (numbers, promoted to float) or ""-filled (strings) array."""
-    if dtype.kind in "biuf":
-        return np.full(shape, np.nan, np.result_type(dtype, np.float64))
-    return np.full(shape, "", dtype)
+def _identity(ds: xr.Dataset) -> dict[str, str]:
+    """What a sweep's runs share: circuit and data set (from the attributes, or from
+    ``run_config`` in files older than the ``circuit`` attribute)."""
+    try:
+        config = json.loads(str(ds["run_config"].values.ravel()[0]))
+    except ValueError:
+        config = {}
+    circuit = ds.attrs.get("circuit") or config.get("circuit_name") or config.get("circuit")
+    data = ds.attrs.get("data") or (config.get("train") or {}).get("data")
+    found = {"circuit": circuit, "data": data}
+    return {k: str(v) for k, v in found.items() if isinstance(v, str | int | float)}
 
 
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and bool(np.all(a == b))
+def _check_mixed(datasets: list[xr.Dataset], files: list[Path], mixed: str) -> None:
+    run_dims = set(datasets[0]["run_config"].dims)
+    groups: dict[tuple, list[Path]] = {}
+    for ds, file in zip(datasets, files, strict=True):
+        key = tuple((k, v) for k, v in _identity(ds).items() if k not in run_dims)
+        groups.setdefault(key, []).append(file)
+    if len(groups) < 2 or mixed == "allow":
+        return
+    parts = [
+        f"{' '.join(f'{k} {v!r}' for k, v in key) or 'unknown'}: {_some(group)}"
+        for key, group in groups.items()
+    ]
+    message = (
+        f"open_runs: these runs are of different circuits or data sets: {'; '.join(parts)}; "
+        "open them separately, or pass mixed='allow' to combine them"
+    )
+    if mixed == "raise":
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=3)
+
+
+def _some(files: list[Path], n: int = 3) -> str:
+    """``a.nc, b.nc, c.nc (+2 more)``."""
+    more = f" (+{len(files) - n} more)" if len(files) > n else ""
+    return ", ".join(map(str, files[:n])) + more

@@ -9,11 +9,14 @@ images). Every variable carries ``long_name`` and ``units`` (``Hz``, ``s``, ``V`
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from biofa.measure.netcdf import history, write_netcdf
 
 
 def _var(dims, values, long_name: str, units: str = "1") -> tuple:
@@ -143,7 +146,9 @@ def build(
 
 
 def write(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` atomically to ``path`` (netCDF4, zlib level 4): temporary file, then rename."""
-    from biofa.measure.record import write_netcdf
-
+    """Write ``ds`` atomically to ``path`` (netCDF4, zlib level 4): temporary file, then rename;
+    the file gets a CF ``history`` attribute (from ``created``, and this process's command)."""
+    if "history" not in ds.attrs:
+        created = ds.attrs.get("created") or datetime.now(timezone.utc).isoformat("T", "seconds")
+        ds = ds.assign_attrs(history=history(str(created)))
     return write_netcdf(ds, path)

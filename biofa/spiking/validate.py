@@ -31,6 +31,7 @@ from biofa.data import DataSource
 from biofa.data import load as load_data
 from biofa.nn import CompiledCircuit
 from biofa.spiking import dataset
+from biofa.spiking.arguments import check_model_matches_data, check_validate_arguments
 from biofa.spiking.network import SpikingNetwork
 from biofa.spiking.rates import RateTrace, probe
 from biofa.spiking.spikes import SpikeRecord
@@ -62,7 +63,7 @@ def validate(
         The trained circuit and its data set (or the data set's name).
     n_images, duration
         Test images shown (a random subset drawn with ``seed``, all if ``n_images`` is at least
-        the test set's size), and seconds each is shown for.
+        the test set's size; at least 1), and seconds each is shown for (more than ``settle``).
     target
         Brian2 code-generation target: ``"auto"``, ``"numpy"``, ``"cython"``, ``"cpp_standalone"``.
     error_target
@@ -71,16 +72,33 @@ def validate(
     out
         If given, the Dataset is also written there (netCDF4, atomically).
     copies
-        Copies of the network simulated side by side (images per stimulus slot).
+        Copies of the network simulated side by side (images per stimulus slot; at least 1).
     raster_images, bin_width
         Images whose spikes are kept for rasters; bin of ``population_rate`` (s).
     **options
         Passed to :func:`~biofa.spiking.to_brian2` (``neuron``, ``settle``, ``dt``, ``layout``,
         ``encoding``, ``readout``, ``max_rate``, ``input_rate``, ``error_rate``, ...).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Before any Brian2 work, naming the argument: a count that is not a positive integer
+        (``n_images``, ``copies``; ``raster_images`` may be 0), a time that is not a positive
+        number of seconds, ``settle`` not below ``duration``, or a model compiled for another
+        input shape or class count than ``data``'s (:mod:`biofa.spiking.arguments`).
     """
+    check_validate_arguments(
+        n_images=n_images,
+        duration=duration,
+        copies=copies,
+        raster_images=raster_images,
+        bin_width=bin_width,
+        **{k: options[k] for k in ("settle",) if k in options},
+    )
     start = time.perf_counter()
     data = load_data(data) if isinstance(data, str) else data
     model = compiled(model, data, None, None, seed)
+    check_model_matches_data(model, data)
     index = test_subset(data.n_test, n_images, seed)
     raw, labels = (t.cpu() for t in data.test_examples(index))
     n = len(index)

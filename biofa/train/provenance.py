@@ -1,10 +1,20 @@
 """What a run's file records by default about its circuit and training: the recorder of a
 :func:`~biofa.train.fit` call (the command line passes its own configuration and attributes,
-:mod:`biofa.cli.provenance`)."""
+:mod:`biofa.cli.provenance`; the feedback pathways and the per-projection labels are added here
+for both).
+
+Per projection the file has, besides ``source``, ``target`` and ``op``, the coordinate
+``feedback_rule``: the rule of the pathway that sends the error back across the projection (the
+pathway ``target -> source``; ``"backprop"`` where none is declared), or, where a direct rule
+delivers the readout's error to the projection's source area, that direct rule. It is the rule
+that sets the projection's ``feedback_angle`` and the error behind its source's ``error_angle``.
+Projections out of the input area send no error; they name the rule their pathway declares.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import torch
 
@@ -12,9 +22,45 @@ from biofa import rules
 from biofa.circuit import Circuit
 from biofa.measure.record import Recorder
 from biofa.nn import CompiledCircuit
+from biofa.rules import DirectFeedbackRule as DirectRule
 from biofa.train.config import Train
 
-__all__ = ["run_recorder"]
+__all__ = ["FEEDBACK_RULE", "feedback_config", "projection_labels", "run_recorder"]
+
+#: ``long_name`` of the ``feedback_rule`` coordinate.
+FEEDBACK_RULE = "rule of the feedback pathway that sends this projection's error"
+
+
+def projection_labels(model: CompiledCircuit) -> list[dict[str, str]]:
+    """The labels of each projection of ``model`` (its slices): ``projection``, ``source``,
+    ``target``, ``op`` and ``feedback_rule`` (module docstring)."""
+    pathways = rules.resolve(model.circuit)
+    direct = {p.lower: p.rule for p in pathways if issubclass(rules.get(p.rule), DirectRule)}
+    return [
+        {
+            "projection": s.projection,
+            "source": s.source,
+            "target": s.target,
+            "op": s.op,
+            "feedback_rule": direct.get(s.source, group.rule.name),
+        }
+        for s, group in model.projection_slices()
+    ]
+
+
+def feedback_config(circuit: Circuit) -> list[dict[str, Any]]:
+    """Every feedback pathway of ``circuit`` (``feedback_everywhere`` expanded) with its rule and
+    the rule's options, defaults filled in: what ``run_config["feedback"]`` records."""
+    return [
+        {
+            "pathway": pw.name,
+            "upper": pw.upper,
+            "lower": pw.lower,
+            "rule": pw.rule,
+            "options": {**rules.get(pw.rule).defaults, **pw.options},
+        }
+        for pw in rules.resolve(circuit)
+    ]
 
 
 def run_recorder(
@@ -26,20 +72,24 @@ def run_recorder(
     run_config: dict | None = None,
     attrs: dict | None = None,
 ) -> Recorder:
-    """The run's recorder: one projection per slice of ``model``; coordinates ``coords`` (default
-    ``rule``, the circuit's rules joined by ``+``, and ``seed``), ``run_config`` (default the
-    circuit's name and ``train``) and global ``attrs`` with the device, torch version and data."""
+    """The run's recorder: one projection per slice of ``model``, labelled by
+    :func:`projection_labels`; coordinates ``coords`` (default ``rule``, the circuit's rules joined
+    by ``+``, and ``seed``), ``run_config`` (default the circuit's name and ``train``) with
+    ``"feedback"`` (:func:`feedback_config`) added, and global ``attrs`` with the circuit's name,
+    the device, torch version and data."""
+    config = dict(run_config or {"circuit": circuit.name, "train": asdict(train)})
+    config.setdefault("feedback", feedback_config(circuit))
     return Recorder(
-        projections=[
-            (s.projection, s.source, s.target, s.op) for s, _ in model.projection_slices()
-        ],
+        projections=projection_labels(model),
         coords=dict(coords or {"rule": "+".join(rules.used_by(circuit)), "seed": train.seed}),
-        run_config=dict(run_config or {"circuit": circuit.name, "train": asdict(train)}),
+        run_config=config,
         attrs={
             "title": f"biofa run of circuit {circuit.name}",
             **(attrs or {}),
+            "circuit": circuit.name,
             "device": str(device),
             "torch_version": torch.__version__,
             "data": train.data,
         },
+        label_long_names={"feedback_rule": FEEDBACK_RULE},
     )
