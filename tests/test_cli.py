@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -98,8 +99,10 @@ def test_set_out_and_resume(fit_calls, capsys):
     (call,) = fit_calls
     assert call["circuit"].areas["hidden"].channels == 32
     assert call["train"].lr == 1e-3 and call["resume"] is True
-    assert call["out"] == Path("o/rule-fa_seed-0.nc")
-    assert capsys.readouterr().out == "wrote o/rule-fa_seed-0.nc\n"
+    # width and lr are not the spec's defaults: the name says so (a hash of them)
+    cfg = hashlib.sha256(b'{"lr": 0.001, "width": 32}').hexdigest()[:8]
+    assert call["out"] == Path(f"o/rule-fa_seed-0_cfg-{cfg}.nc")
+    assert capsys.readouterr().out == f"wrote o/rule-fa_seed-0_cfg-{cfg}.nc\n"
 
 
 def test_quiet(fit_calls, capsys):

@@ -218,11 +218,18 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.point is not None and not args.sweep:
         raise ValueError("--point I selects a sweep point: add --sweep")
     spec = load_spec(args.spec)
-    points = list(enumerate(run_points(spec, overrides, sweep=args.sweep)))
+    points = [(p.index or 0, p) for p in run_points(spec, overrides, sweep=args.sweep)]
     if args.point is not None:
-        if not 0 <= args.point < len(points):
-            raise ValueError(f"--point {args.point}: the sweep has points 0 to {len(points) - 1}")
-        points = [points[args.point]]
+        size = len(spec.sweep or ())
+        if not 0 <= args.point < size:
+            raise ValueError(f"--point {args.point}: the sweep has points 0 to {size - 1}")
+        kept = [(i, p) for i, p in points if i == args.point]
+        if not kept:
+            raise ValueError(
+                f"--point {args.point}: the --set selection keeps sweep points "
+                f"{', '.join(str(i) for i, _ in points)}, not {args.point}"
+            )
+        points = kept
     if args.out and Path(args.out).suffix == ".nc":
         raise ValueError(
             f"--out {args.out}: --out is a directory; each run's file is named after its rule "
