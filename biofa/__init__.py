@@ -9,6 +9,7 @@ The public API is listed here once; everything else is reached through its subpa
 ``biofa.spiking``).
 """
 
+from biofa import _startup  # noqa: F401  (first: a Ctrl-C while torch imports is one line)
 from biofa._version import __version__
 from biofa.circuit import Circuit, E, I, Units
 from biofa.cli.sweep import grid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import xarray as xr
 
 import biofa.cli.main
 import biofa.rules
@@ -49,16 +51,24 @@ def fit_calls(monkeypatch):
     """Replace the command line's ``fit`` by one that records its calls and writes a stub."""
     calls = []
 
-    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False):
+    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False, save_model=True):
         calls.append(dict(circuit=circuit, train=train, out=out, coords=coords,
-                          run_config=run_config, attrs=attrs, resume=resume))  # fmt: skip
+                          run_config=run_config, attrs=attrs, resume=resume,
+                          save_model=save_model))  # fmt: skip
         if train.lr > 1:
             raise Diverged(f"loss became NaN/inf at step 3; stopped. Metrics kept in {out}")
-        out.write_text("netcdf stub")
+        write_run(out, run_config, attrs["spec_sha256"])
         return out
 
     monkeypatch.setattr(biofa.cli.main, "fit", fit)
     return calls
+
+
+def write_run(out: Path, run_config: dict, sha: str, status: str = "complete") -> None:
+    """A stand-in run file: what the command line reads back from an existing one."""
+    config = json.dumps(run_config, sort_keys=True, default=str)
+    ds = xr.Dataset({"run_config": ((), config)}, attrs={"spec_sha256": sha, "status": status})
+    ds.to_netcdf(out)
 
 
 def spec_file(body: str = "", name: str = "toy") -> str:
@@ -135,12 +145,31 @@ def test_sweep_point_and_dry_run(fit_calls, capsys):
     assert "2: runs/toy/rule-backprop_seed-2.nc" in capsys.readouterr().out
 
 
-def test_list_rules(capsys):
+def test_list_rules(capsys, monkeypatch):
+    options = {"backprop": {}, "fa": {"gain": 1.0, "signs": "forward"}}
+    monkeypatch.setattr(
+        biofa.rules, "get", lambda name: type("Rule", (), {"defaults": options[name]})
+    )
     assert main(["--list-rules"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "backprop  the backprop rule",
+        "          options: none",
         "fa        the fa rule",
+        "          options: gain=1.0, signs='forward'",
     ]
+
+
+def test_list_rules_shows_every_registered_rule_with_its_defaults(capsys, monkeypatch):
+    monkeypatch.undo()  # the real registry
+    assert main(["--list-rules"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = biofa.rules.available()
+    assert [line.split()[0] for line in lines[::2]] == names and len(lines) == 2 * len(names)
+    for name, line in zip(names, lines[1::2]):
+        defaults = biofa.rules.get(name).defaults
+        expected = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"
+        assert line.strip() == f"options: {expected}"
+    assert any("options: " in line and "=" in line for line in lines)  # some rule has options
 
 
 def test_help(capsys):
@@ -217,7 +246,7 @@ from pathlib import Path
 if os.environ.get("BIOFA_TEST_FAKE_FIT"):
     import biofa.cli.main
 
-    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False):
+    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False, save_model=True):
         if coords["seed"] == 1:
             raise RuntimeError("fake failure of seed 1")
         Path(out).write_text(str(coords))
@@ -238,6 +267,7 @@ def test_jobs_runs_points_in_processes(monkeypatch, capsys):
     err = captured.err.splitlines()
     assert err[0] == (
         "biofa: error: rule-backprop_seed-1 failed (exit 1): RuntimeError: fake failure of seed 1 "
+        "(run with --debug for the traceback) "
         f"[log: {os.path.join('out', 'rule-backprop_seed-1.log')}]"
     )
     assert err[1] == "biofa: error: 1 of 2 runs failed"

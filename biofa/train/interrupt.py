@@ -39,9 +39,10 @@ class Interrupted(KeyboardInterrupt):
         if self.step is None:
             return f"interrupted by {name}"
         files = ", ".join(str(p) for p in self.paths)
+        ckpts = "its checkpoint" if len(self.paths) == 1 else "their checkpoints"
         return (
             f"interrupted by {name} at step {self.step} of {self.total}: wrote {files} (status "
-            "interrupted) and a checkpoint beside each; the same command with --resume continues"
+            f"interrupted) and {ckpts} (.ckpt); the same command with --resume continues"
         )
 
 
@@ -72,7 +73,8 @@ class StopRequests:
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._note)
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup & co: stay immune
+                    self._previous[sig] = signal.signal(sig, self._note)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 #: ``Train`` fields a resumed run may change (everything else must equal the checkpoint's)
 RESUMABLE = ("epochs", "max_steps", "checkpoint_every", "record_every", "eval_every", "data_root")
 
-# run_config entries that say where things are, not what the run is
-_LOCATIONS = ("spec_path",)
+# run_config entries that say where things are or what they are called, not what the run is
+_LOCATIONS = ("spec_path", "run")
 
 
 def plain(value: Any) -> Any:
