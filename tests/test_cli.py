@@ -176,6 +176,16 @@ def test_help(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--set KEY=VALUE" in out and "examples:" in out
+    # what --resume needs, what may change, what a run without a checkpoint does, exit status
+    text = " ".join(out.split())
+    assert (
+        "--resume needs that checkpoint (or one written every Train.checkpoint_every steps)" in text
+    )
+    assert (
+        "except epochs, max_steps, checkpoint_every, record_every, eval_every and data_root" in text
+    )
+    assert "a run with no checkpoint starts from step 0 (said in the log)" in text
+    assert "--overwrite" in out and "130 or 143" in text and "--no-model" in out
 
 
 BAD = {

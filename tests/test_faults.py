@@ -9,6 +9,7 @@ possible; in a subprocess where a signal is part of the fault.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -427,3 +428,48 @@ def test_a_read_only_out_folder_is_one_line(tmp_path, monkeypatch, capsys):
     Path("ro").mkdir(mode=0o500)
     code = main(["toy.py", "--out", "ro"])
     expect_one_error(capsys, code, [], "--out ro: cannot write there")
+
+
+@pytest.fixture
+def at_step(monkeypatch):
+    """``at_step(n, action)``: call ``action()`` while training batch ``n`` is delivered."""
+    from biofa.data import DataSource
+
+    real = DataSource.train_batches
+
+    def arm(n, action):
+        def batches(*args, **kwargs):
+            for k, batch in enumerate(real(*args, **kwargs), 1):
+                if k == n:
+                    action()
+                yield batch
+
+        monkeypatch.setattr(DataSource, "train_batches", batches)
+
+    return arm
+
+
+def test_an_out_folder_deleted_mid_run_is_made_again(tmp_path, monkeypatch, capsys, at_step):
+    monkeypatch.chdir(tmp_path)
+    Path("toy.py").write_text(SPEC)
+    at_step(2, lambda: shutil.rmtree("out"))
+    assert main(["toy.py", "--out", "out", "--set", "checkpoint_every=3"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    with xr.open_dataset(Path("out", RUN.name)) as ds:
+        assert ds.attrs["status"] == "complete"
+
+
+def test_an_out_folder_replaced_by_a_file_mid_run_is_one_line(tmp_path, monkeypatch, capsys,
+                                                              at_step):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    Path("toy.py").write_text(SPEC)
+
+    def replace():
+        shutil.rmtree("out")
+        Path("out").write_text("in the way")
+
+    at_step(2, replace)
+    code = main(["toy.py", "--out", "out"])
+    line = expect_one_error(capsys, code, [], "out", status=1)
+    assert "out/" in line or "'out'" in line or ": out" in line
+    assert Path("out").read_text() == "in the way"

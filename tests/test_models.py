@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,15 @@ def test_spiking_validate_takes_a_model_file(tmp_path):
     ds = validate(run.with_name("run.model.pt"), "digits", n_images=4, copies=4, duration=0.05,
                   target="numpy")  # fmt: skip
     assert ds.attrs["circuit"] == "mlp" and ds.sizes["image"] == 4
+
+
+def test_the_running_page_example_runs(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "docs" / "running.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    monkeypatch.chdir(tmp_path)
+    fit(small_ei_cnn(), TRAIN.replace(max_steps=5),
+        out=Path("runs/toy/rule-feedback_alignment_seed-0.nc"))  # fmt: skip
+    namespace: dict = {}
+    exec(compile(block, "running.md", "exec"), namespace)
+    assert 0 <= namespace["accuracy"] <= 1
+    assert capsys.readouterr().out.strip() == "small (1, 8, 8) 10 digits"

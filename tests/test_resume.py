@@ -12,27 +12,14 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from small_circuits import small_ei_cnn
 
-from biofa import Circuit, E, I, Train, conv, dense
+from biofa import Train
 from biofa.data import DataSource
 from biofa.train import Interrupted, fit
 
 TRAIN = Train(epochs=2, batch_size=64, optimizer="adam", lr=1e-2, record_every=5, eval_every=10,
               schedule="cosine")  # fmt: skip
-
-
-def small_ei_cnn(rule: str = "feedback_alignment", width: int = 6) -> Circuit:
-    """tests/small_circuits.py's small_ei_cnn with v1's E population ``width`` wide."""
-    c = Circuit("small")
-    c.input("image")
-    c.area("v1", E(width), I(2), batch_norm=True, pool="max")
-    c.area("h", E(12), I(4))
-    c.readout("out")
-    c.connect("image", "v1", conv(3))
-    c.connect("v1", "h", dense(flatten=True))
-    c.connect("h", "out", dense())
-    c.feedback_everywhere(rule)
-    return c
 
 
 def values(path) -> dict[str, np.ndarray]:

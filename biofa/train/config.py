@@ -43,8 +43,8 @@ class Train:
     max_steps
         Stop after this many optimiser steps (0: no limit). Handy for smoke tests.
     optimizer, lr, momentum, weight_decay, nesterov
-        Forward-weight optimiser: ``"sgd"`` (with ``momentum``), ``"adam"`` (``momentum`` is
-        beta1; L2 weight decay), ``"adamw"`` (Adam with decoupled weight decay) or
+        Forward-weight optimiser: ``"sgd"`` (with ``momentum`` in [0, 1)), ``"adam"``
+        (``momentum`` is beta1; L2 weight decay), ``"adamw"`` (Adam with decoupled weight decay) or
         ``"manhattan"`` (Batch Manhattan, Liao et al. 2015: ``w -= lr * sign(g)``; see
         :class:`biofa.train.optim.BatchManhattan`).
     hold_weight_norms
@@ -73,7 +73,8 @@ class Train:
         Record metrics every this many steps; evaluate test accuracy every this many steps
         (0: at the end of every epoch). The last step is always recorded and evaluated.
     checkpoint_every
-        Write a checkpoint every this many steps (0: never). ``--resume`` continues from it.
+        Write a checkpoint every this many steps (0: only when SIGINT/SIGTERM stops the run).
+        ``--resume`` continues from it; with 0 it is removed when the run completes.
     compile
         Wrap the compiled circuit in ``torch.compile`` (GPU fast path).
     """
