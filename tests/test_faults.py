@@ -128,6 +128,14 @@ CASES = {
         "raises.py:2: circuit() raised KeyError: 'x'",
     ),
     "no circuit()": ([lambda: write("noc.py", "x = 1\n")], "noc.py: no circuit() function"),
+    "circuit() returns nothing": (
+        [lambda: write("noc.py", "def circuit():\n    pass\n")],
+        "noc.py: circuit() returned NoneType, not a Circuit (does it end with `return c`?)",
+    ),
+    "spec calls sys.exit": (
+        [lambda: write("boom.py", "import sys\nsys.exit(3)\n")],
+        "boom.py:2: error while loading the spec: SystemExit: 3",
+    ),
     "not UTF-8": ([lambda: write("garbage.py", b"\xff\xfe\x00garbage")], "not UTF-8 text"),
     "train of a wrong type": (
         [lambda: write("badtrain.py", "def circuit():\n    pass\ntrain = 3\n")],
@@ -303,6 +311,7 @@ def test_a_fault_is_one_line_and_loses_nothing(case, ws, capsys):
             "syntax error": "syntax.py", "spec raises at import": "boom.py",
             "circuit() raises": "raises.py", "no circuit()": "noc.py", "not UTF-8": "garbage.py",
             "train of a wrong type": "badtrain.py", "no sweep": "noc.py",
+            "circuit() returns nothing": "noc.py", "spec calls sys.exit": "boom.py",
             "another configuration's file": "edited.py",
         }.get(case, "toy.py")  # fmt: skip
         argv = [spec, *argv]

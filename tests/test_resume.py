@@ -168,3 +168,19 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, signal_at, monkeyp
     message = r"^cannot resume from .*run\.ckpt: it does not fit this run \(RuntimeError: Error"
     with pytest.raises(ValueError, match=message):
         fit(small_ei_cnn(width=12), TRAIN, out=tmp_path / "run.nc", resume=True)
+
+
+def test_batched_seeds_stop_and_resume_like_single_runs(tmp_path, signal_at, monkeypatch):
+    outs = [tmp_path / f"seed-{s}.nc" for s in (0, 1)]
+    reference = fit(small_ei_cnn(), TRAIN, out=[tmp_path / f"ref-{s}.nc" for s in (0, 1)],
+                    seeds=[0, 1])  # fmt: skip
+    signal_at(9, signal.SIGTERM)  # both seeds' streams are drawn: batch 9 is step 5
+    with pytest.raises(Interrupted) as info:
+        fit(small_ei_cnn(), TRAIN, out=outs, seeds=[0, 1])
+    assert info.value.paths == outs and all(p.with_suffix(".ckpt").exists() for p in outs)
+    monkeypatch.undo()
+    resumed = fit(small_ei_cnn(), TRAIN, out=outs, seeds=[0, 1], resume=True)
+    for ref, run in zip(reference, resumed):
+        a, b = values(ref), values(run)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -11,7 +11,7 @@
   step 0 (said in the log) -- unless a checkpoint of the same coordinates but another
   configuration is there, which is refused naming what differs (``--resume --set lr=...``
   would otherwise start a new run instead of changing the old one).
-* :class:`RunLock`: one process at a time per run file (``.<run>.lock`` beside it, holding the
+* :class:`RunLock`: one process at a time per run file (``.<run>.nc.lock`` beside it, holding the
   host and process id; a lock left by a dead process on this host is taken over).
 """
 

@@ -250,7 +250,7 @@ def build_circuit(spec: Spec, kwargs: Mapping[str, Any]) -> Circuit:
     """
     try:
         circuit = spec.circuit_fn(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a spec's sys.exit() too
         frames = traceback.extract_tb(exc.__traceback__)
         inner = Path(frames[-1].filename).resolve() if frames else None
         if isinstance(exc, (ValueError, TypeError)) and inner and inner.is_relative_to(_BIOFA):
@@ -261,7 +261,10 @@ def build_circuit(spec: Spec, kwargs: Mapping[str, Any]) -> Circuit:
             f"{where}: circuit() raised {type(exc).__name__}" + (f": {text}" if text else "")
         ) from exc
     if not isinstance(circuit, Circuit):
-        raise TypeError(f"circuit() returned {type(circuit).__name__}, not a Circuit")
+        raise TypeError(
+            f"{spec.path}: circuit() returned {type(circuit).__name__}, not a Circuit (does it "
+            "end with `return c`?)"
+        )
     circuit.validate()
     rules.check(circuit)
     return circuit

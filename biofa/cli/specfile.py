@@ -108,7 +108,7 @@ def load_spec(path: str | Path) -> Spec:
         file = path if not exc.filename or _same(exc.filename, path) else exc.filename
         where = f"{file}:{exc.lineno}" if exc.lineno else str(file)
         raise ValueError(f"{where}: syntax error: {exc.msg}") from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a spec's sys.exit() too
         del sys.modules[module_name]
         where = spec_line(path, exc) or str(path)
         message = f"{where}: error while loading the spec: {type(exc).__name__}: {exc}"

@@ -50,9 +50,16 @@ class Needed:
 
 
 def memory_needed(
-    circuit: Circuit, train: Train, input_shape: tuple[int, ...], num_classes: int, runs: int = 1
+    circuit: Circuit,
+    train: Train,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    runs: int = 1,
+    batch: int | None = None,
 ) -> Needed:
-    """A lower bound of the memory ``runs`` models of ``circuit`` need to train a step."""
+    """A lower bound of the memory ``runs`` models of ``circuit`` need to train a step on
+    batches of ``batch`` examples (default ``train.batch_size``)."""
+    batch = train.batch_size if batch is None else batch
     shapes = infer_shapes(circuit, tuple(input_shape), num_classes)
     weights = 0
     for p in circuit.projections:
@@ -71,7 +78,7 @@ def memory_needed(
         weights=weights * runs,
         weight_bytes=weights * runs * 4 * (2 + states),
         activations=activations,
-        activation_bytes=activations * train.batch_size * runs * per_number * 2,
+        activation_bytes=activations * batch * runs * per_number * 2,
     )
 
 
@@ -98,14 +105,15 @@ def check_memory(
     circuit: Circuit, train: Train, data: DataSource, device: torch.device, runs: int = 1
 ) -> Needed:
     """``ValueError`` (one line) when :func:`memory_needed` exceeds the available memory."""
-    needed = memory_needed(circuit, train, data.input_shape, data.num_classes, runs)
+    batch = min(train.batch_size, data.n_train)  # a batch is at most the training set
+    needed = memory_needed(circuit, train, data.input_shape, data.num_classes, runs, batch)
     free = available_memory(device)
     if free is not None and needed.total > free:
         raise ValueError(
             f"circuit {circuit.name!r} needs at least {_size(needed.total)} of memory to train: "
             f"{_size(needed.weight_bytes)} for its {needed.weights:,} weights (with gradients "
             f"and optimiser state) and {_size(needed.activation_bytes)} for the activations of "
-            f"one batch of {train.batch_size}; {_size(free)} is available on {device.type} "
+            f"one batch of {batch}; {_size(free)} is available on {device.type} "
             "(make the circuit or batch_size smaller)"
         )
     return needed
