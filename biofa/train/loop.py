@@ -161,7 +161,8 @@ def fit(
         for r, t in zip(runs, trains, strict=True)
     ]
     loaded = load_states([r.checkpoint for r in runs], identities, device) if resume else None
-    history = [*loaded[0][0].get("resumed", []), loaded[1]] if loaded else []
+    states, resumed_line = loaded if loaded else (None, "")
+    history = [*states[0].get("resumed", []), resumed_line] if states else []
     if seeds is None:
         stepper = SingleStepper(circuit, train, data, device, ddp)
     else:
@@ -186,9 +187,9 @@ def fit(
     loss_sum, correct, seen = zeros.clone(), zeros.clone(), 0
     bad_step = torch.full((k_runs,), -1, device=device, dtype=torch.long)
     step, elapsed, summary = 0, 0.0, {}
-    if loaded:
+    if states:
         step, elapsed, summary, loss_sum, correct, seen, bad_step = restore(
-            loaded[0], runs[0].checkpoint, stepper, schedulers, recorders, total
+            states, runs[0].checkpoint, stepper, schedulers, recorders, total
         )
         log.info("resumed %s from step %d", runs[0].out.name, step)
 
