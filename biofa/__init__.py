@@ -9,13 +9,16 @@ The public API is listed here once; everything else is reached through its subpa
 ``biofa.spiking``).
 """
 
+from biofa import _startup  # noqa: F401  (first: a Ctrl-C while torch imports is one line)
 from biofa._version import __version__
 from biofa.circuit import Circuit, E, I, Units
 from biofa.cli.sweep import grid
 from biofa.kinds import conv, dense, identity, local2d
 from biofa.measure import accessor as _accessor  # noqa: F401  (registers the ds.biofa accessor)
+from biofa.measure.evaluate import evaluate
 from biofa.measure.runs import open_runs
 from biofa.nn.compiler import CompiledCircuit, compile
+from biofa.nn.saved import load_model
 from biofa.train.config import Train
 
 __all__ = [
@@ -29,8 +32,10 @@ __all__ = [
     "compile",
     "conv",
     "dense",
+    "evaluate",
     "grid",
     "identity",
+    "load_model",
     "local2d",
     "open_runs",
 ]

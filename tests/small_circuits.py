@@ -18,11 +18,13 @@ def two_hidden_mlp(rule: str, hidden, **options) -> Circuit:
     return c
 
 
-def small_ei_cnn(rule: str = "feedback_alignment", batch_norm: bool = True) -> Circuit:
-    """image -> v1 (conv 3x3, E6 + I2, max pool) -> h (dense, E12 + I4) -> out."""
+def small_ei_cnn(
+    rule: str = "feedback_alignment", batch_norm: bool = True, width: int = 6
+) -> Circuit:
+    """image -> v1 (conv 3x3, E``width`` + I2, max pool) -> h (dense, E12 + I4) -> out."""
     c = Circuit("small")
     c.input("image")
-    c.area("v1", E(6), I(2), batch_norm=batch_norm, pool="max")
+    c.area("v1", E(width), I(2), batch_norm=batch_norm, pool="max")
     c.area("h", E(12), I(4))
     c.readout("out")
     c.connect("image", "v1", conv(3))

@@ -19,10 +19,12 @@ import xarray as xr  # noqa: E402
 
 import biofa  # noqa: E402
 from biofa.cli.main import main  # noqa: E402
+from biofa.cli.names import config_hash  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("compare_rules", "alignment_dynamics", "sign_concordance")
 RULES = ["backprop", "feedback_alignment"]
+CFG = "_cfg-" + config_hash({"width": 4})  # --set width=4 is not the spec's default
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,7 +57,7 @@ def sweep(tmp_path_factory) -> Path:
             "--set", "width=4", "max_steps=12", "record_every=4", "eval_every=4"]  # fmt: skip
     assert main(argv) == 0
     assert sorted(p.name for p in out.glob("*.nc")) == [
-        f"rule-{rule}_seed-{seed}.nc" for rule in RULES for seed in (0, 1)
+        f"rule-{rule}_seed-{seed}{CFG}.nc" for rule in RULES for seed in (0, 1)
     ]
     return out
 
@@ -78,18 +80,18 @@ def test_open_runs_gives_one_dataset_with_rule_seed_step_projection(sweep):
 def test_a_broken_or_unfinished_run_is_skipped_with_a_warning(sweep, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(sweep, runs)
-    victim = runs / "rule-feedback_alignment_seed-1.nc"
+    victim = runs / f"rule-feedback_alignment_seed-1{CFG}.nc"
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])  # a crash while copying / a full disk
-    with xr.open_dataset(runs / "rule-backprop_seed-0.nc") as one:
+    with xr.open_dataset(runs / f"rule-backprop_seed-0{CFG}.nc") as one:
         running = one.load()
     running.attrs["status"] = "running"  # a run file whose writer never finished
-    running.to_netcdf(runs / "rule-backprop_seed-0.nc")
+    running.to_netcdf(runs / f"rule-backprop_seed-0{CFG}.nc")
     with pytest.warns(UserWarning, match="skipping") as caught:
         ds = biofa.open_runs(runs)
     messages = " ".join(str(w.message) for w in caught)
-    assert "rule-feedback_alignment_seed-1.nc" in messages and "cannot open" in messages
-    assert "rule-backprop_seed-0.nc" in messages and "'running'" in messages
+    assert f"rule-feedback_alignment_seed-1{CFG}.nc" in messages and "cannot open" in messages
+    assert f"rule-backprop_seed-0{CFG}.nc" in messages and "'running'" in messages
     assert dict(ds.sizes) == {"rule": 2, "seed": 2, "step": 3, "projection": 4}
     assert ds.loss.sel(rule="feedback_alignment", seed=1).isnull().all()
     assert ds.loss.sel(rule="backprop", seed=0).isnull().all()

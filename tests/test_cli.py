@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import xarray as xr
 
 import biofa.cli.main
 import biofa.rules
@@ -48,16 +51,24 @@ def fit_calls(monkeypatch):
     """Replace the command line's ``fit`` by one that records its calls and writes a stub."""
     calls = []
 
-    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False):
+    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False, save_model=True):
         calls.append(dict(circuit=circuit, train=train, out=out, coords=coords,
-                          run_config=run_config, attrs=attrs, resume=resume))  # fmt: skip
+                          run_config=run_config, attrs=attrs, resume=resume,
+                          save_model=save_model))  # fmt: skip
         if train.lr > 1:
             raise Diverged(f"loss became NaN/inf at step 3; stopped. Metrics kept in {out}")
-        out.write_text("netcdf stub")
+        write_run(out, run_config, attrs["spec_sha256"])
         return out
 
     monkeypatch.setattr(biofa.cli.main, "fit", fit)
     return calls
+
+
+def write_run(out: Path, run_config: dict, sha: str, status: str = "complete") -> None:
+    """A stand-in run file: what the command line reads back from an existing one."""
+    config = json.dumps(run_config, sort_keys=True, default=str)
+    ds = xr.Dataset({"run_config": ((), config)}, attrs={"spec_sha256": sha, "status": status})
+    ds.to_netcdf(out)
 
 
 def spec_file(body: str = "", name: str = "toy") -> str:
@@ -98,8 +109,10 @@ def test_set_out_and_resume(fit_calls, capsys):
     (call,) = fit_calls
     assert call["circuit"].areas["hidden"].channels == 32
     assert call["train"].lr == 1e-3 and call["resume"] is True
-    assert call["out"] == Path("o/rule-fa_seed-0.nc")
-    assert capsys.readouterr().out == "wrote o/rule-fa_seed-0.nc\n"
+    # width and lr are not the spec's defaults: the name says so (a hash of them)
+    cfg = hashlib.sha256(b'{"lr": 0.001, "width": 32}').hexdigest()[:8]
+    assert call["out"] == Path(f"o/rule-fa_seed-0_cfg-{cfg}.nc")
+    assert capsys.readouterr().out == f"wrote o/rule-fa_seed-0_cfg-{cfg}.nc\n"
 
 
 def test_quiet(fit_calls, capsys):
@@ -132,18 +145,47 @@ def test_sweep_point_and_dry_run(fit_calls, capsys):
     assert "2: runs/toy/rule-backprop_seed-2.nc" in capsys.readouterr().out
 
 
-def test_list_rules(capsys):
+def test_list_rules(capsys, monkeypatch):
+    options = {"backprop": {}, "fa": {"gain": 1.0, "signs": "forward"}}
+    monkeypatch.setattr(
+        biofa.rules, "get", lambda name: type("Rule", (), {"defaults": options[name]})
+    )
     assert main(["--list-rules"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "backprop  the backprop rule",
+        "          options: none",
         "fa        the fa rule",
+        "          options: gain=1.0, signs='forward'",
     ]
+
+
+def test_list_rules_shows_every_registered_rule_with_its_defaults(capsys, monkeypatch):
+    monkeypatch.undo()  # the real registry
+    assert main(["--list-rules"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = biofa.rules.available()
+    assert [line.split()[0] for line in lines[::2]] == names and len(lines) == 2 * len(names)
+    for name, line in zip(names, lines[1::2]):
+        defaults = biofa.rules.get(name).defaults
+        expected = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"
+        assert line.strip() == f"options: {expected}"
+    assert any("options: " in line and "=" in line for line in lines)  # some rule has options
 
 
 def test_help(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--set KEY=VALUE" in out and "examples:" in out
+    # what --resume needs, what may change, what a run without a checkpoint does, exit status
+    text = " ".join(out.split())
+    assert (
+        "--resume needs that checkpoint (or one written every Train.checkpoint_every steps)" in text
+    )
+    assert (
+        "except epochs, max_steps, checkpoint_every, record_every, eval_every and data_root" in text
+    )
+    assert "a run with no checkpoint starts from step 0 (said in the log)" in text
+    assert "--overwrite" in out and "130 or 143" in text and "--no-model" in out
 
 
 BAD = {
@@ -214,7 +256,7 @@ from pathlib import Path
 if os.environ.get("BIOFA_TEST_FAKE_FIT"):
     import biofa.cli.main
 
-    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False):
+    def fit(circuit, train, *, out, coords, run_config, attrs, resume=False, save_model=True):
         if coords["seed"] == 1:
             raise RuntimeError("fake failure of seed 1")
         Path(out).write_text(str(coords))
@@ -235,6 +277,7 @@ def test_jobs_runs_points_in_processes(monkeypatch, capsys):
     err = captured.err.splitlines()
     assert err[0] == (
         "biofa: error: rule-backprop_seed-1 failed (exit 1): RuntimeError: fake failure of seed 1 "
+        "(run with --debug for the traceback) "
         f"[log: {os.path.join('out', 'rule-backprop_seed-1.log')}]"
     )
     assert err[1] == "biofa: error: 1 of 2 runs failed"

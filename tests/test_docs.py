@@ -260,7 +260,8 @@ def test_adding_a_data_set_example_registers_and_trains(tmp_path, monkeypatch):
         assert ds.attrs["status"] == "complete"
         assert json.loads(ds.run_config.item())["train"]["data"] == "blobs"
         assert ds.test_accuracy.dropna("step").isel(step=-1).item() > 0.9  # chance: 1/3
-    run("blobs.py", {"max_steps": 2})  # imported again: registering the same loader is fine
+    # imported again: registering the same loader is fine (another folder: another configuration)
+    run("blobs.py", {"max_steps": 2}, out="again")
     namespace: dict = {}
     for block in blocks:
         if not block.startswith("# blobs.py"):

@@ -42,7 +42,7 @@ SPEC = textwrap.dedent(
     if os.environ.get("BIOFA_TEST_FAKE_FIT"):
         import biofa.cli.main
 
-        def fit(circuit, train, *, out, coords, run_config, attrs, resume=False):
+        def fit(circuit, train, *, out, coords, run_config, attrs, resume=False, save_model=True):
             if coords["seed"] == 1:
                 raise RuntimeError("fake failure of seed 1")
             Path(out).write_text(f"{coords} pid {os.getpid()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from pathlib import Path
 from typing import Any, Literal
@@ -245,9 +246,14 @@ def test_parse_overrides():
 # --- run points -----------------------------------------------------------------------------
 
 
+def short_sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def test_single_point(toy):
     (point,) = run_points(toy, {"width": "32", "seed": "4"})
-    assert point.name == "rule-backprop_seed-4"
+    assert point.name == "rule-backprop_seed-4_cfg-" + short_sha('{"width": 32}')
+    assert point.extra == {"width": 32}
     assert point.coords == {"rule": "backprop", "seed": 4}
     assert point.circuit_kwargs["width"] == 32 and point.train.seed == 4
     assert point.circuit.name == "toy"
@@ -255,12 +261,14 @@ def test_single_point(toy):
 
 def test_sweep_points(toy):
     points = run_points(toy, {"width": "32"}, sweep=True)
+    cfg = "_cfg-" + short_sha('{"width": 32}')
     assert [p.name for p in points] == [
-        "rule-backprop_seed-0",
-        "rule-backprop_seed-1",
-        "rule-fa_seed-0",
-        "rule-fa_seed-1",
+        "rule-backprop_seed-0" + cfg,
+        "rule-backprop_seed-1" + cfg,
+        "rule-fa_seed-0" + cfg,
+        "rule-fa_seed-1" + cfg,
     ]
+    assert [p.index for p in points] == [0, 1, 2, 3]
     assert points[3].coords == {"rule": "fa", "seed": 1}
     assert all(p.circuit_kwargs["width"] == 32 for p in points)
 
@@ -278,17 +286,65 @@ def test_swept_keys_become_coords(tmp_path):
         )
     )
     points = run_points(spec, {}, sweep=True)
+    # a key is in the name of the points that set it; every point has every swept coordinate
     assert [p.name for p in points] == [
-        "rule-feedback_alignment_seed-0_width-8_lr-0.1_milestones-",
-        "rule-feedback_alignment_seed-0_width-16_lr-0.1_milestones-",
-        "rule-feedback_alignment_seed-0_width-8_lr-0.05_milestones-1-2",
+        "rule-feedback_alignment_seed-0_width-8_lr-0.1",
+        "rule-feedback_alignment_seed-0_width-16_lr-0.1",
+        "rule-feedback_alignment_seed-0_milestones-1-2",
     ]
     assert points[2].coords["milestones"] == "1,2" and points[2].train.milestones == (1, 2)
+    assert points[0].coords == {
+        "rule": "feedback_alignment",
+        "seed": 0,
+        "width": 8,
+        "lr": 0.1,
+        "milestones": "",
+    }
+
+
+def test_names_differ_exactly_when_the_configuration_differs(toy):
+    def name(**overrides):
+        (point,) = run_points(toy, {k: str(v) for k, v in overrides.items()})
+        return point.name
+
+    assert name() == name(width=8) == name(epochs=5, record_every=7) == "rule-backprop_seed-0"
+    names = {name(lr=0.01), name(lr=0.02), name(width=16), name(width=16, lr=0.01), name()}
+    assert len(names) == 5
+    assert name(lr=0.01) == "rule-backprop_seed-0_cfg-" + short_sha('{"lr": 0.01}')
+    assert name(rule="fa", seed=3) == "rule-fa_seed-3"  # coordinates are in the name as such
+
+
+def test_a_new_sweep_point_renames_no_other_point(tmp_path):
+    base = "def circuit(width=8, rule='fa'):\n    return FakeCircuit('x', rule)\n"
+    one = load_spec(write_spec(tmp_path, base + "sweep = grid(rule=['fa', 'backprop'])\n", "a"))
+    two = load_spec(write_spec(
+        tmp_path, base + "sweep = grid(rule=['fa', 'backprop']) + grid(rule='fa', width=16)\n", "b"
+    ))  # fmt: skip
+    before = [p.name for p in run_points(one, {}, sweep=True)]
+    after = [p.name for p in run_points(two, {}, sweep=True)]
+    assert after[:2] == before == ["rule-fa_seed-0", "rule-backprop_seed-0"]
+    assert after[2] == "rule-fa_seed-0_width-16"
+
+
+def test_set_of_a_swept_key_selects_sweep_points(toy):
+    def kept(**overrides):
+        return [p.index for p in run_points(toy, overrides, sweep=True)]
+
+    assert kept(rule="fa") == [2, 3] and kept(seed="1") == [1, 3]
+    assert kept(rule="backprop,fa", seed="1") == [1, 3] and kept(rule="fa", lr="0.1") == [2, 3]
+    (point,) = run_points(toy, {"rule": "fa", "seed": "1"}, sweep=True)
+    assert point.name == "rule-fa_seed-1" and point.coords == {"rule": "fa", "seed": 1}
+    with pytest.raises(
+        ValueError, match=r"^--set seed=7: no sweep point has seed=7 \(the sweep's values: 0, 1\)"
+    ):
+        run_points(toy, {"seed": "7"}, sweep=True)
+    with pytest.raises(ValueError, match=r"^--set rule=fa,xyz: unknown rule 'xyz'"):
+        run_points(toy, {"rule": "fa,xyz"}, sweep=True)
+    with pytest.raises(ValueError, match=r"^--set seed=x: expected int"):
+        run_points(toy, {"seed": "x"}, sweep=True)
 
 
 def test_sweep_errors(toy, tmp_path):
-    with pytest.raises(ValueError, match="^--set seed conflicts with the spec's sweep"):
-        run_points(toy, {"seed": "3"}, sweep=True)
     plain = load_spec(write_spec(tmp_path, "def circuit():\n    return FakeCircuit('x')\n", "p"))
     with pytest.raises(ValueError, match="defines no `sweep"):
         run_points(plain, {}, sweep=True)
@@ -317,7 +373,8 @@ def test_required_circuit_parameter_from_the_sweep(tmp_path):
     body = "def circuit(n: int):\n    return FakeCircuit('x', 'fa')\nsweep = grid(n=[1, 2])\n"
     spec = load_spec(write_spec(tmp_path, body))
     points = run_points(spec, {"lr": "0.5"}, sweep=True)
-    assert [p.name for p in points] == ["rule-backprop_seed-0_n-1", "rule-backprop_seed-0_n-2"]
+    cfg = "_cfg-" + short_sha('{"lr": 0.5}')
+    assert [p.name for p in points] == [f"rule-backprop_seed-0_n-{n}{cfg}" for n in (1, 2)]
     assert points[1].circuit_kwargs == {"n": 2} and points[1].train.lr == 0.5
     with pytest.raises(ValueError, match="^circuit\\(\\) needs a value for 'n'"):
         run_points(spec, {})
@@ -386,3 +443,43 @@ def test_load_error_line_numbers(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match="^spec file not found: .*nope.py$"):
         load_spec(tmp_path / "nope.py")
+
+
+def test_a_folder_as_the_spec_says_so(tmp_path):
+    (tmp_path / "specs").mkdir()
+    with pytest.raises(ValueError, match=r"^.*specs is a folder, not a spec file$"):
+        load_spec(tmp_path / "specs")
+    write_spec(tmp_path / "specs", "def circuit():\n    return FakeCircuit('x')\n", "one")
+    with pytest.raises(
+        ValueError, match=r"specs is a folder, not a spec file \(its spec files: .*one\.py\)$"
+    ):
+        load_spec(tmp_path / "specs")
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "    return 1 / 0\n",
+            r"toy\.py:\d+: circuit\(\) raised ZeroDivisionError: division by zero$",
+        ),
+        (
+            "    raise ValueError('width must be even')\n",
+            r"toy\.py:\d+: circuit\(\) raised ValueError: width must be even$",
+        ),
+        ("    return {}['missing']\n", r"toy\.py:\d+: circuit\(\) raised KeyError: 'missing'$"),
+        ("    return helper()\n", r"toy\.py:3: circuit\(\) raised RuntimeError: deep$"),
+    ],
+)
+def test_an_exception_in_circuit_names_the_spec_line(tmp_path, body, message):
+    text = "def helper():\n    raise RuntimeError('deep')\n\n\ndef circuit():\n" + body
+    spec = load_spec(write_spec(tmp_path, text, header="from biofa import Circuit\n"))
+    with pytest.raises(ValueError, match=message):
+        run_points(spec, {})
+
+
+def test_declaration_errors_keep_their_message(tmp_path):
+    body = "def circuit():\n    c = Circuit('x')\n    c.area('h', Units(0))\n"
+    spec = load_spec(write_spec(tmp_path, body, header="from biofa import Circuit, Units\n"))
+    with pytest.raises(ValueError, match=r"^Units\(0\): a population needs a positive int size$"):
+        run_points(spec, {})

@@ -149,8 +149,36 @@ def test_separate_feedback_optimizer_settings():
         ("precision", "fp8"),
         ("schedule", "linear"),
         ("device", "tpu"),
+        ("lr", float("nan")),
+        ("lr", float("inf")),
+        ("lr", -1e-3),
+        ("momentum", -0.5),
+        ("momentum", 1.0),
+        ("weight_decay", -1e-4),
+        ("weight_decay", float("nan")),
+        ("gamma", 0.0),
+        ("feedback_lr", 0.0),
+        ("feedback_lr", float("inf")),
+        ("feedback_momentum", 2.0),
+        ("feedback_weight_decay", -0.5),
+        ("milestones", (5, 2)),
+        ("milestones", (-1,)),
     ],
 )
 def test_train_rejects_bad_values(field, value):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=f"^Train.{field}"):
         Train(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("epochs", "3"), ("epochs", 2.5), ("augment", 1), ("lr", "0.1"), ("milestones", (1.5,))],
+)
+def test_train_rejects_wrong_types(field, value):
+    with pytest.raises(TypeError, match=f"^Train.{field}="):
+        Train(**{field: value})
+
+
+def test_train_accepts_the_unset_feedback_values_and_ints_for_floats():
+    t = Train(lr=1, feedback_lr=-1, feedback_momentum=-1, feedback_weight_decay=-1)
+    assert t.lr == 1.0 and isinstance(t.lr, float) and Train(momentum=0).momentum == 0.0

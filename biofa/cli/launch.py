@@ -28,16 +28,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from biofa.train.interrupt import Interrupted
+
 __all__ = ["LAUNCHERS", "Options", "launch"]
 
 log = logging.getLogger(__name__)
+_GRACE = 120  # seconds a stopped child gets to write its record and checkpoint
 
 LAUNCHERS = ("local", "slurm")
 
@@ -92,43 +97,97 @@ def launch(spec, points: Sequence[tuple[int, object]], out_dir: Path, options: O
 
 # ------------------------------------------------------------------------------------- local
 def _local(spec, points, out_dir: Path, options: Options) -> int:
-    """Each point in its own ``python -m biofa.run SPEC --sweep --point I`` process."""
+    """Each point in its own ``python -m biofa.run SPEC --sweep --point I`` process.
+
+    Each child runs in its own session, so a terminal's Ctrl-C reaches only this process: on
+    SIGINT or SIGTERM it launches no more points, sends every running child SIGTERM (each stops
+    after its current step, writing its record and checkpoint), waits for them, reports what
+    finished and raises :class:`~biofa.train.interrupt.Interrupted`.
+    """
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // options.jobs)))
-    root = str(Path(__file__).resolve().parent.parent)  # the biofa this process runs
+    root = str(Path(__file__).resolve().parent.parent.parent)  # the biofa this process runs
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    running: dict[int, tuple[subprocess.Popen, Path]] = {}
+    guard = threading.Lock()
+    stopping = threading.Event()
 
-    def one(index: int, point) -> tuple[object, int, Path]:
+    def one(index: int, point) -> tuple[object, int | None, Path]:
         log_path = out_dir / f"{point.name}.log"
         argv = point_command(spec.path, index, out_dir, options.extra_args)
-        with open(log_path, "w") as log_file:
-            process = subprocess.run(
+        with guard:
+            if stopping.is_set():
+                return point, None, log_path
+            log_file = open(log_path, "w")  # noqa: SIM115 - closed below, after the child
+            process = subprocess.Popen(
                 [sys.executable, "-m", "biofa.run", *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=env,
-                check=False,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the launcher only
             )
-        return point, process.returncode, log_path
+            running[index] = (process, out_dir / f"{point.name}.ckpt")
+        try:
+            return point, process.wait(), log_path
+        finally:
+            log_file.close()
+            with guard:
+                running.pop(index, None)
 
     log.info(
         "%d runs of %s in %d processes; logs in %s", len(points), spec.name, options.jobs, out_dir
     )
-    failed = 0
-    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        futures = [pool.submit(one, index, point) for index, point in points]
+    failed, done = 0, []
+    pool = ThreadPoolExecutor(max_workers=options.jobs)
+    futures = [pool.submit(one, index, point) for index, point in points]
+    try:
         for future in as_completed(futures):
             point, code, log_path = future.result()
             if code == 0:
+                done.append(point.name)
                 if not options.quiet:
                     print(f"wrote {out_dir / point.name}.nc", flush=True)
                 continue
             failed += 1
             _error(f"{point.name} failed (exit {code}): {_last_line(log_path)} [log: {log_path}]")
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise _stop(signum, futures, running, guard, stopping, done, len(points)) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if failed:
         _error(f"{failed} of {len(points)} runs failed")
     return 1 if failed else 0
+
+
+def _stop(signum, futures, running, guard, stopping, done, total) -> Interrupted:
+    """Stop a local sweep (see :func:`_local`); the :class:`Interrupted` that reports it."""
+    with guard:
+        stopping.set()
+        for future in futures:
+            future.cancel()
+        children = list(running.values())
+    for child, _ in children:
+        child.send_signal(signal.SIGTERM)
+    for child, _ in children:
+        try:
+            child.wait(timeout=_GRACE)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        except KeyboardInterrupt:  # asked again: do not wait for the records
+            for c, _ in children:
+                c.kill()
+    stopped = sum(1 for child, ckpt in children if ckpt.exists())
+    started = len(done) + len(children)
+    finished = f" ({', '.join(done[:6])}{', ...' if len(done) > 6 else ''})" if done else ""
+    return Interrupted(
+        signum,
+        message=f"sweep stopped: {len(done)} of {total} runs finished{finished}, {stopped} "
+        f"stopped with a checkpoint, {len(children) - stopped} stopped before training, "
+        f"{total - started} not started; the same command with --resume continues",
+    )
 
 
 # ------------------------------------------------------------------------------------- SLURM
@@ -186,9 +245,16 @@ def _slurm(spec, points, out_dir: Path, options: Options) -> int:
             print(f"submitted {name}: job {job.job_id}", flush=True)
         return 0
     failed = 0
-    for name, job in zip(names, jobs):
+    for n, (name, job) in enumerate(zip(names, jobs)):
         try:
             job.result()
+        except KeyboardInterrupt as exc:
+            ids = " ".join(str(j.job_id) for j in jobs[n:])
+            raise Interrupted(
+                getattr(exc, "signum", signal.SIGINT),
+                message=f"stopped waiting; {len(jobs) - n} SLURM jobs may still run "
+                f"(scancel {ids})",
+            ) from None
         except Exception as exc:  # noqa: BLE001 - report every failed point, keep collecting
             failed += 1
             why = _reason(exc)

@@ -1,75 +1,34 @@
-"""Spec files: load one, apply ``--set`` overrides, expand its sweep into runs.
+"""``--set`` overrides and sweeps: from a loaded spec (:mod:`biofa.cli.specfile`) to the runs.
 
-A spec file is plain Python exporting ``circuit(**kwargs) -> Circuit``, ``train = Train(...)``
-(default ``Train()``) and optionally ``sweep = grid(...)``. An override ``key=value`` goes to
-``circuit()`` if ``key`` is one of its keyword parameters, otherwise to the :class:`Train` field of
-that name (a key that is both goes to ``circuit()``). Values are checked against the parameter's
-annotation (or its default's type) or the field's annotation; see :func:`convert`.
+An override ``key=value`` goes to ``circuit()`` if ``key`` is one of its keyword parameters,
+otherwise to the :class:`Train` field of that name (a key that is both goes to ``circuit()``).
+Values are checked against the parameter's annotation (or its default's type) or the field's
+annotation; see :func:`convert`. With ``--sweep``, an override of a *swept* key selects the
+points whose value is the given one (``--set rule=usf`` or, several, ``--set rule=usf,frsf``).
 
 Every user error is a ``ValueError`` (or ``TypeError``) with a one-line message.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import importlib.util
 import inspect
-import itertools
-import logging
-import re
-import sys
 import traceback
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from biofa import rules
 from biofa.circuit import Circuit
 from biofa.cli.convert import BadValue, convert, describe_type, type_of_default
-from biofa.cli.names import point_coords, run_name
-from biofa.cli.sweep import Grid
+from biofa.cli.names import name_keys, nondefaults, point_coords, run_name
+from biofa.cli.specfile import Spec, destination, load_spec, spec_line, train_types
 from biofa.train.config import Train
 
 __all__ = ["Point", "Spec", "load_spec", "parse_overrides", "resolve", "run_points"]
 
-log = logging.getLogger(__name__)
-_counter = itertools.count()
-_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A loaded spec file.
-
-    Attributes
-    ----------
-    name
-        The file stem (``circuits/ei_cnn.py`` -> ``"ei_cnn"``).
-    path, source_text, sha256
-        Where it was loaded from, its text and the SHA-256 of its bytes (recorded in every output).
-    circuit_fn
-        The spec's ``circuit`` function.
-    train
-        The spec's ``train`` (``Train()`` when the spec defines none).
-    sweep
-        The spec's ``sweep`` as a :class:`~biofa.cli.sweep.Grid`, or ``None``.
-    circuit_params
-        ``circuit()``'s keyword parameters by name (annotations evaluated where possible).
-    """
-
-    name: str
-    path: Path
-    source_text: str
-    sha256: str
-    circuit_fn: Callable[..., Any]
-    train: Train
-    sweep: Grid | None
-    circuit_params: dict[str, inspect.Parameter]
+_BIOFA = Path(__file__).resolve().parents[1]  # the package: where declaration errors come from
 
 
 @dataclass
@@ -85,113 +44,11 @@ class Point:
     train: Train
     coords: dict[str, Any]
     circuit: Any = field(default=None, repr=False)
-
-
-@cache
-def _train_types() -> dict[str, Any]:
-    return typing.get_type_hints(Train)
-
-
-def load_spec(path: str | Path) -> Spec:
-    """Import the spec file at ``path``.
-
-    Raises
-    ------
-    ValueError
-        If the file is missing, has a syntax error (``file:line: message``), raises while being
-        imported, has no ``circuit`` function, or its ``train``/``sweep`` has the wrong type or a
-        sweep key is unknown.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"spec file not found: {path}")
-    raw = path.read_bytes()
-    try:
-        source = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    safe = re.sub(r"\W", "_", path.stem)
-    module_name = f"_biofa_spec_{safe}_{next(_counter)}"
-    importer = importlib.util.spec_from_file_location(module_name, path)
-    if importer is None or importer.loader is None:
-        raise ValueError(f"{path}: cannot be imported as a Python file (is it a .py file?)")
-    module = importlib.util.module_from_spec(importer)
-    sys.modules[module_name] = module  # dataclasses and pickle look modules up here
-    try:
-        importer.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[module_name]
-        file = path if not exc.filename or _same(exc.filename, path) else exc.filename
-        where = f"{file}:{exc.lineno}" if exc.lineno else str(file)
-        raise ValueError(f"{where}: syntax error: {exc.msg}") from exc
-    except Exception as exc:
-        del sys.modules[module_name]
-        lines = [
-            f.lineno for f in traceback.extract_tb(exc.__traceback__) if _same(f.filename, path)
-        ]
-        where = f"{path}:{lines[-1]}" if lines else str(path)
-        message = f"{where}: error while loading the spec: {type(exc).__name__}: {exc}"
-        raise ValueError(message) from exc
-
-    circuit_fn = getattr(module, "circuit", None)
-    if not callable(circuit_fn):
-        raise ValueError(
-            f"{path}: no circuit() function; a spec defines `def circuit(...) -> Circuit`"
-        )
-    train = getattr(module, "train", _MISSING)
-    if train is _MISSING:
-        train = Train()
-    elif not isinstance(train, Train):
-        raise ValueError(f"{path}: `train` must be a Train(...), got {type(train).__name__}")
-    sweep = getattr(module, "sweep", None)
-    if sweep is not None and not isinstance(sweep, Grid):
-        if not isinstance(sweep, (list, tuple)) or not all(isinstance(p, Mapping) for p in sweep):
-            raise ValueError(
-                f"{path}: `sweep` must be a grid(...) or a list of dicts, got {sweep!r}"
-            )
-        sweep = Grid(sweep)
-
-    spec = Spec(
-        path.stem,
-        path,
-        source,
-        hashlib.sha256(raw).hexdigest(),
-        circuit_fn,
-        train,
-        sweep,
-        _circuit_params(circuit_fn, path),
-    )
-    for key in sweep.keys() if sweep is not None else ():
-        _destination(spec, key, where=f"{path}: sweep")
-    both = sorted(set(spec.circuit_params) & set(Train.field_names()))
-    if both:
-        log.warning(
-            "%s: %s both circuit() keywords and Train fields; overrides go to circuit()",
-            path,
-            ", ".join(both),
-        )
-    return spec
-
-
-def _same(filename: str, path: Path) -> bool:
-    try:
-        return Path(filename).resolve() == path.resolve()
-    except OSError:
-        return False
-
-
-def _circuit_params(fn: Callable[..., Any], path: Path) -> dict[str, inspect.Parameter]:
-    try:
-        signature = inspect.signature(fn, eval_str=True)
-    except Exception:  # an annotation that does not evaluate: fall back to the default's type
-        signature = inspect.signature(fn)
-    params = {}
-    for name, param in signature.parameters.items():
-        if param.kind in _KEYWORD:
-            params[name] = param
-        elif param.kind is inspect.Parameter.POSITIONAL_ONLY and param.default is param.empty:
-            raise ValueError(f"{path}: circuit() parameter {name!r} must be a keyword parameter")
-    return params
+    #: the point's index in the spec's sweep (``None`` without ``--sweep``)
+    index: int | None = None
+    #: the resolved settings that differ from the spec's defaults and are not in the name's
+    #: coordinates (their hash is the name's ``cfg-`` part)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -215,24 +72,6 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
             raise ValueError(f"--set {key} given twice ({key}={result[key]} and {item})")
         result[key] = value
     return result
-
-
-def _valid_keys(spec: Spec) -> str:
-    return (
-        f"circuit: {', '.join(spec.circuit_params) or '(none)'}; "
-        f"Train: {', '.join(Train.field_names())}"
-    )
-
-
-def _destination(spec: Spec, key: str, where: str = "") -> str:
-    if key in spec.circuit_params:
-        return "circuit"
-    if key in _train_types():
-        return "train"
-    close = difflib.get_close_matches(key, [*spec.circuit_params, *_train_types()], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    prefix = f"{where}: " if where else ""
-    raise ValueError(f"{prefix}unknown key {key!r}{hint}; valid keys: {_valid_keys(spec)}")
 
 
 def _param_type(param: inspect.Parameter) -> Any:
@@ -284,12 +123,12 @@ def _split(spec: Spec, overrides: Mapping[str, Any], where: str) -> tuple[dict, 
     kwargs: dict[str, Any] = {}
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
-        if _destination(spec, key) == "circuit":
+        if destination(spec, key) == "circuit":
             kwargs[key] = _checked(key, value, _param_type(spec.circuit_params[key]), where)
             if key == "rule" and isinstance(kwargs[key], str):
                 _check_rule(_label(where, key, value), kwargs[key])
         else:
-            changes[key] = _checked(key, value, _train_types()[key], where)
+            changes[key] = _checked(key, value, train_types()[key], where)
     return kwargs, spec.train.replace(**changes) if changes else spec.train
 
 
@@ -320,16 +159,24 @@ def run_points(spec: Spec, overrides: Mapping[str, Any], sweep: bool = False) ->
     Each point's circuit is built (``spec.circuit_fn(**kwargs)``) and validated here, so every
     error that can be found without training is found before the first run starts.
 
+    With ``sweep``, an override of a swept key keeps only the points whose resolved value is the
+    override's (a comma-separated list keeps any of them, except for keys whose values are
+    sequences, such as ``milestones``); the points keep their sweep indices (:attr:`Point.index`).
+
     ``coords`` holds ``rule`` (the ``circuit()`` keyword ``rule`` when it is a string, otherwise
     ``"+".join(biofa.rules.used_by(circuit))``), ``seed`` (``train.seed``) and every swept key, with
-    values netCDF can store (str, int, float). ``name`` joins them, ``rule-fa_seed-0_width-32``.
+    values netCDF can store (str, int, float). ``name`` (:func:`biofa.cli.names.run_name`) joins
+    ``rule``, ``seed`` and the keys the point itself sets, ``rule-fa_seed-0_width-32``, plus
+    ``_cfg-<hash>`` when other resolved settings differ from the spec's defaults.
 
     Raises
     ------
     ValueError
-        ``sweep=True`` on a spec without a sweep, an override of a swept key, two points with
-        the same run name, or any error of :func:`resolve` or of building/validating a circuit.
+        ``sweep=True`` on a spec without a sweep, a selection that keeps no point, two points
+        with the same run name, or any error of :func:`resolve` or of building/validating a
+        circuit (an exception raised in the spec's ``circuit()`` names the file and line).
     """
+    selectors: dict[str, list[Any]] = {}
     if not sweep:
         groups: list[dict[str, Any]] = [{}]
         swept: list[str] = []
@@ -337,40 +184,105 @@ def run_points(spec: Spec, overrides: Mapping[str, Any], sweep: bool = False) ->
         if spec.sweep is None:
             raise ValueError(f"--sweep: {spec.path} defines no `sweep = grid(...)`")
         swept = spec.sweep.keys()
-        clash = [key for key in overrides if key in swept]
-        if clash:
-            raise ValueError(
-                f"--set {clash[0]} conflicts with the spec's sweep, which sets "
-                f"{clash[0]!r}; remove it from --set (or from the sweep)"
-            )
+        raw = {k: v for k, v in overrides.items() if k in swept}
+        selectors = {k: _selector(spec, k, v) for k, v in raw.items()}
+        overrides = {k: v for k, v in overrides.items() if k not in swept}
         groups = list(spec.sweep)
 
     _split(spec, overrides, "--set")  # --set errors read "--set key=value", before sweep errors
-    points: list[Point] = []
-    names: dict[str, int] = {}
+    chosen: list[tuple[int, dict, dict, Train]] = []
+    seen: dict[str, list[Any]] = {key: [] for key in selectors}
     for i, point in enumerate(groups):
         where = f"sweep point {i} ({_show(point)})" if sweep else "--set"
-        try:
-            kwargs, train = resolve(spec, {**overrides, **point}, where=where)
-            circuit = spec.circuit_fn(**kwargs)
-            if not isinstance(circuit, Circuit):
-                raise TypeError(f"circuit() returned {type(circuit).__name__}, not a Circuit")
-            circuit.validate()
-            rules.check(circuit)
-        except (ValueError, TypeError) as exc:
-            if not sweep or str(exc).startswith(where):
-                raise
-            raise ValueError(f"{where}: {exc}") from exc
+        merged = {**overrides, **point}
+        kwargs, train = _in_context(where, sweep, partial(resolve, spec, merged, where=where))
+        values = {k: kwargs[k] if k in kwargs else getattr(train, k) for k in selectors}
+        for key, value in values.items():
+            if value not in seen[key]:
+                seen[key].append(value)
+        if all(values[k] in allowed for k, allowed in selectors.items()):
+            chosen.append((i, point, kwargs, train))
+    for key, allowed in selectors.items():
+        missing = [v for v in allowed if v not in seen[key]]
+        if missing:
+            raise ValueError(
+                f"--set {key}={raw[key]}: no sweep point has {key}="
+                f"{', '.join(map(repr, missing))} (the sweep's values: "
+                f"{', '.join(map(repr, seen[key]))})"
+            )
+
+    points: list[Point] = []
+    names: dict[str, int] = {}
+    for i, point, kwargs, train in chosen:
+        where = f"sweep point {i} ({_show(point)})" if sweep else "--set"
+        circuit = _in_context(where, sweep, partial(build_circuit, spec, kwargs))
         coords = point_coords(kwargs, train, circuit, swept)
-        name = run_name(coords)
+        keys = name_keys(coords, point)
+        extra = nondefaults(spec, kwargs, train, skip=keys)
+        name = run_name({k: coords[k] for k in keys}, extra)
         if name in names:
             raise ValueError(
                 f"sweep points {names[name]} and {i} both have run name {name!r}; "
                 "their outputs would overwrite each other"
             )
         names[name] = i
-        points.append(Point(name, kwargs, train, coords, circuit))
+        points.append(Point(name, kwargs, train, coords, circuit, i if sweep else None, extra))
     return points
+
+
+def _in_context(where: str, sweep: bool, fn: Callable[[], Any]) -> Any:
+    """``fn()``; in a sweep, an error is prefixed with the point it belongs to."""
+    try:
+        return fn()
+    except (ValueError, TypeError) as exc:
+        if not sweep or str(exc).startswith(where):
+            raise
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def build_circuit(spec: Spec, kwargs: Mapping[str, Any]) -> Circuit:
+    """``spec.circuit_fn(**kwargs)``, validated and its rules checked.
+
+    A ``ValueError``/``TypeError`` raised by biofa's declarations (``Units(0)``, an unknown
+    area, ...) keeps its message; any other exception raised while ``circuit()`` runs becomes one
+    ``ValueError`` naming the spec file and line: ``toy.py:12: circuit() raised ZeroDivisionError:
+    division by zero``.
+    """
+    try:
+        circuit = spec.circuit_fn(**kwargs)
+    except (Exception, SystemExit) as exc:  # a spec's sys.exit() too
+        frames = traceback.extract_tb(exc.__traceback__)
+        inner = Path(frames[-1].filename).resolve() if frames else None
+        if isinstance(exc, (ValueError, TypeError)) and inner and inner.is_relative_to(_BIOFA):
+            raise  # a declaration error: its message names the area/projection
+        text = " ".join(str(exc).split())[:300]
+        where = spec_line(spec.path, exc) or f"{spec.path}"
+        raise ValueError(
+            f"{where}: circuit() raised {type(exc).__name__}" + (f": {text}" if text else "")
+        ) from exc
+    if not isinstance(circuit, Circuit):
+        raise TypeError(
+            f"{spec.path}: circuit() returned {type(circuit).__name__}, not a Circuit (does it "
+            "end with `return c`?)"
+        )
+    circuit.validate()
+    rules.check(circuit)
+    return circuit
+
+
+def _selector(spec: Spec, key: str, value: Any) -> list[Any]:
+    """The values a ``--sweep --set key=value`` of a swept key keeps (converted)."""
+    tp = _param_type(spec.circuit_params[key]) if key in spec.circuit_params else None
+    tp = tp if tp is not None else train_types()[key]
+    sequence = "comma-separated" in describe_type(tp)
+    parts = [value] if sequence or not isinstance(value, str) else value.split(",")
+    allowed = []
+    for part in parts:
+        converted = _checked(key, part.strip() if isinstance(part, str) else part, tp, "--set")
+        if key == "rule" and isinstance(converted, str):
+            _check_rule(f"--set {key}={value}", converted)
+        allowed.append(converted)
+    return allowed
 
 
 def _show(point: Mapping[str, Any]) -> str:

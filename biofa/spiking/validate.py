@@ -30,6 +30,7 @@ from biofa.circuit import Circuit
 from biofa.data import DataSource
 from biofa.data import load as load_data
 from biofa.nn import CompiledCircuit
+from biofa.nn.saved import load_model
 from biofa.spiking import dataset
 from biofa.spiking.arguments import check_model_matches_data, check_validate_arguments
 from biofa.spiking.network import SpikingNetwork
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def validate(
-    model: CompiledCircuit | Circuit,
+    model: CompiledCircuit | Circuit | str | Path,
     data: DataSource | str,
     n_images: int = 200,
     duration: float = 0.1,
@@ -60,7 +61,8 @@ def validate(
     Parameters
     ----------
     model, data
-        The trained circuit and its data set (or the data set's name).
+        The trained circuit (or the path of its model file, ``<run>.model.pt``, or of its run's
+        ``.nc``: :func:`biofa.load_model`) and its data set (or the data set's name).
     n_images, duration
         Test images shown (a random subset drawn with ``seed``, all if ``n_images`` is at least
         the test set's size; at least 1), and seconds each is shown for (more than ``settle``).
@@ -96,6 +98,8 @@ def validate(
         **{k: options[k] for k in ("settle",) if k in options},
     )
     start = time.perf_counter()
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
     data = load_data(data) if isinstance(data, str) else data
     model = compiled(model, data, None, None, seed)
     check_model_matches_data(model, data)

@@ -3,9 +3,12 @@ loadable with ``torch.load(weights_only=True)``.
 
 A checkpoint holds a run's model, optimiser, schedule and gradient-scaler state, its recorder's
 records, the step, the elapsed time and the running sums since the last record, so a resumed run
-continues the same trajectory bit for bit. It has the same format whether the run trained alone or
-with other seeds in one batched computation: :func:`run_optimizer_state` takes seed ``k``'s part
-of a stacked optimiser's state, :func:`merge_optimizer_states` stacks ``K`` runs' parts again.
+continues the same trajectory bit for bit; and the run's identity (its resolved configuration,
+the spec file's SHA-256 and the circuit declaration's fingerprint) and resume history, which
+``--resume`` checks and records (:mod:`biofa.train.resume`). It has the same format whether the
+run trained alone or with other seeds in one batched computation: :func:`run_optimizer_state`
+takes seed ``k``'s part of a stacked optimiser's state, :func:`merge_optimizer_states` stacks
+``K`` runs' parts again.
 """
 
 from __future__ import annotations
@@ -19,14 +22,21 @@ from torch import Tensor
 
 __all__ = ["load", "merge_optimizer_states", "run_optimizer_state", "save"]
 
-VERSION = 2
+VERSION = 3
+#: versions :func:`load` reads (2: before checkpoints kept the run's identity, ``identity``)
+READABLE = (2, 3)
 
 
 def save(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` atomically (a temporary file in the same folder, then rename)."""
+    """Write ``state`` to ``path`` atomically (a temporary file in the same folder, then rename);
+    the folder is created if it went missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"version": VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"version": VERSION, **state}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load(path: Path, device: torch.device) -> dict[str, Any]:
@@ -37,9 +47,9 @@ def load(path: Path, device: torch.device) -> dict[str, Any]:
     except Exception as exc:  # truncated, random bytes, another program's file
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise ValueError(
-            f"checkpoint {path} cannot be read ({why}); delete it to start over"
+            f"checkpoint {path} cannot be read ({why}); start over with --overwrite (or delete it)"
         ) from None
-    if not isinstance(state, dict) or state.get("version") != VERSION:
+    if not isinstance(state, dict) or state.get("version") not in READABLE:
         found = state.get("version") if isinstance(state, dict) else type(state).__name__
         raise ValueError(
             f"checkpoint {path} is not a biofa checkpoint of version {VERSION} (found {found!r})"

@@ -8,6 +8,8 @@ embedded scikit-learn digits on a CPU in well under a minute.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "manhattan")
@@ -41,8 +43,8 @@ class Train:
     max_steps
         Stop after this many optimiser steps (0: no limit). Handy for smoke tests.
     optimizer, lr, momentum, weight_decay, nesterov
-        Forward-weight optimiser: ``"sgd"`` (with ``momentum``), ``"adam"`` (``momentum`` is
-        beta1; L2 weight decay), ``"adamw"`` (Adam with decoupled weight decay) or
+        Forward-weight optimiser: ``"sgd"`` (with ``momentum`` in [0, 1)), ``"adam"``
+        (``momentum`` is beta1; L2 weight decay), ``"adamw"`` (Adam with decoupled weight decay) or
         ``"manhattan"`` (Batch Manhattan, Liao et al. 2015: ``w -= lr * sign(g)``; see
         :class:`biofa.train.optim.BatchManhattan`).
     hold_weight_norms
@@ -71,7 +73,8 @@ class Train:
         Record metrics every this many steps; evaluate test accuracy every this many steps
         (0: at the end of every epoch). The last step is always recorded and evaluated.
     checkpoint_every
-        Write a checkpoint every this many steps (0: never). ``--resume`` continues from it.
+        Write a checkpoint every this many steps (0: only when SIGINT/SIGTERM stops the run).
+        ``--resume`` continues from it; with 0 it is removed when the run completes.
     compile
         Wrap the compiled circuit in ``torch.compile`` (GPU fast path).
     """
@@ -108,6 +111,7 @@ class Train:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.feedback_optimizer:
             _choice("feedback_optimizer", self.feedback_optimizer, OPTIMIZERS)
@@ -120,16 +124,29 @@ class Train:
         for name in ("max_steps", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Train.{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.lr <= 0:
-            raise ValueError(f"Train.lr must be positive, got {self.lr!r}")
+        for name in _FLOATS:
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(
+                    f"Train.{name} must be a finite number, got {getattr(self, name)!r}"
+                )
+        _range("lr", self.lr, "a positive number", self.lr > 0)
+        _range("momentum", self.momentum, "in [0, 1)", 0 <= self.momentum < 1)
+        _range("weight_decay", self.weight_decay, ">= 0", self.weight_decay >= 0)
+        _range("gamma", self.gamma, "positive", self.gamma > 0)
+        _range("weight_decay_gamma", self.weight_decay_gamma, ">= 0", self.weight_decay_gamma >= 0)
+        same = " or -1 (the forward optimiser's)"
+        fb_lr, fb_mom, fb_wd = self.feedback_lr, self.feedback_momentum, self.feedback_weight_decay
+        _range("feedback_lr", fb_lr, "positive" + same, fb_lr > 0 or fb_lr == -1)
+        _range("feedback_momentum", fb_mom, "in [0, 1)" + same, 0 <= fb_mom < 1 or fb_mom == -1)
+        _range("feedback_weight_decay", fb_wd, ">= 0" + same, fb_wd >= 0 or fb_wd == -1)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(
             self, "weight_decay_milestones", tuple(int(m) for m in self.weight_decay_milestones)
         )
-        if self.weight_decay_gamma < 0:
-            raise ValueError(
-                f"Train.weight_decay_gamma must be >= 0, got {self.weight_decay_gamma!r}"
-            )
+        for name in ("milestones", "weight_decay_milestones"):
+            value = getattr(self, name)
+            if any(m < 0 for m in value) or list(value) != sorted(value):
+                raise ValueError(f"Train.{name}={value!r} must be epochs >= 0 in increasing order")
 
     def replace(self, **changes) -> Train:
         """A copy with some fields changed (validated again)."""
@@ -138,6 +155,37 @@ class Train:
     @staticmethod
     def field_names() -> list[str]:
         return [f.name for f in dataclasses.fields(Train)]
+
+
+_FLOATS = tuple(
+    f.name for f in dataclasses.fields(Train) if f.type in ("float", float)
+)  # every float field
+
+
+def _check_types(train: Train) -> None:
+    """Every field has its annotated type (an int where a float is expected is converted)."""
+    for f in dataclasses.fields(train):
+        value, tp = getattr(train, f.name), str(f.type)
+        if tp == "float" and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            object.__setattr__(train, f.name, float(value))
+            continue
+        ok = {
+            "int": isinstance(value, numbers.Integral) and not isinstance(value, bool),
+            "float": False,  # a real number was converted above
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+            "tuple[int, ...]": isinstance(value, (tuple, list))
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value),
+        }.get(tp, True)
+        if not ok:
+            raise TypeError(f"Train.{f.name}={value!r}: expected {tp}, got {type(value).__name__}")
+        if tp == "int":
+            object.__setattr__(train, f.name, int(value))
+
+
+def _range(field: str, value: float, allowed: str, ok: bool) -> None:
+    if not ok:
+        raise ValueError(f"Train.{field}={value!r} must be {allowed}")
 
 
 def _choice(field: str, value: str, allowed: tuple[str, ...]) -> None:

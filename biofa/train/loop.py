@@ -5,9 +5,10 @@ placed, a :class:`~biofa.train.steppers.Stepper` built (one model, optionally un
 seeds as one vmapped computation), then epochs of steps. Every ``record_every`` steps each run's
 loss, accuracy, learning rate and wall time, its probes and the shadow pass's angles
 (:mod:`biofa.measure`) go to its :class:`~biofa.measure.record.Recorder`; at the end (or when the
-loss stops being finite) each run's netCDF file is written. Between record steps nothing waits
-for the device: running sums stay on it and the NaN guard is a device-side "first bad step" (on a
-CPU the loss is checked every step).
+loss stops being finite, or a signal stops the run: :mod:`biofa.train.interrupt`) each run's
+netCDF file is written, and a completed run's final model (:mod:`biofa.nn.saved`). Between
+record steps nothing waits for the device: running sums stay on it and the NaN guard is a
+device-side "first bad step" (on a CPU the loss is checked every step).
 
 Determinism: the seed derives every generator (weights and feedback by name in
 :mod:`biofa.nn.seeds`, data order and augmentation by ``(seed, epoch, batch)`` in
@@ -18,26 +19,33 @@ trajectory.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from biofa.circuit import Circuit
 from biofa.data import load
 from biofa.measure.probes import projection_metrics, run_metrics
 from biofa.measure.shadow import shadow_metrics
+from biofa.nn import saved
+from biofa.nn.declaration import fingerprint
 from biofa.nn.seeds import derive_seed
 from biofa.train import checkpoint, distributed
 from biofa.train.config import Train
+from biofa.train.interrupt import Interrupted, StopRequests
 from biofa.train.optim import lr_factor, set_weight_decay
+from biofa.train.preflight import check_batch, check_memory
 from biofa.train.provenance import run_recorder
+from biofa.train.resume import load_states, plain, restore
 from biofa.train.steppers import SeedBatchedStepper, SingleStepper, autocast, batching_refusal
 
-__all__ = ["Diverged", "Run", "fit", "resolve_device"]
+__all__ = ["Diverged", "Interrupted", "Run", "fit", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,10 @@ class Run:
     def checkpoint(self) -> Path:
         return self.out.with_suffix(".ckpt")
 
+    @property
+    def model(self) -> Path:
+        return saved.model_path(self.out)
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -81,6 +93,7 @@ def fit(
     attrs: dict | Sequence[dict] | None = None,
     resume: bool = False,
     seeds: Sequence[int] | None = None,
+    save_model: bool = True,
 ) -> Path | list[Path]:
     """Train ``circuit`` as ``train`` says and write each run's netCDF file.
 
@@ -95,10 +108,16 @@ def fit(
         stored as JSON, and global attributes; with ``seeds``, one per seed (``attrs`` may also be
         one dict for all).
     resume
-        Continue each run from its checkpoint (``out`` with suffix ``.ckpt``) when it exists.
+        Continue each run from its checkpoint (``out`` with suffix ``.ckpt``) when it exists
+        (otherwise start at step 0, said in the log). The checkpoint's configuration, spec hash
+        and circuit declaration must equal this run's but for :data:`biofa.train.resume.RESUMABLE`
+        fields, whose change is recorded in the ``resumed`` attribute.
     seeds
         Train these seeds of the same circuit and ``train`` together, as one batched computation
         (``train.seed`` is replaced by each); see :class:`~biofa.train.steppers.SeedBatchedStepper`.
+    save_model
+        Keep each completed run's final model as ``<run>.model.pt`` beside its file
+        (:func:`biofa.load_model` reads it).
 
     Returns
     -------
@@ -110,6 +129,12 @@ def fit(
     Diverged
         When the loss became NaN/inf (after writing what was recorded; with ``seeds``, after every
         other seed trained to the end).
+    Interrupted
+        On SIGINT or SIGTERM, after the step in progress: every run's checkpoint and its record so
+        far (status ``interrupted: ...``) are written first (:mod:`biofa.train.interrupt`).
+    ValueError
+        Before training, in one line: a circuit too large for the device's memory, a checkpoint
+        that cannot be read or belongs to another configuration.
     """
     runs = _runs(train, out, coords, run_config, attrs, seeds)
     for run in runs:
@@ -124,6 +149,20 @@ def fit(
     main = distributed.is_main(ddp)  # rank 0 records, evaluates, writes, logs
     torch.manual_seed(derive_seed(runs[0].seed, "torch"))
     data = load(train.data, root=train.data_root, stream=train.stream).place(device)
+    if main:
+        check_batch(train, data)
+    check_memory(circuit, train, data, device, runs=len(runs))
+    identities = [
+        {
+            "config": plain(r.run_config or {"circuit": circuit.name, "train": asdict(t)}),
+            "spec_sha256": (r.attrs or {}).get("spec_sha256", ""),
+            "declaration": fingerprint(circuit),
+        }
+        for r, t in zip(runs, trains, strict=True)
+    ]
+    loaded = load_states([r.checkpoint for r in runs], identities, device) if resume else None
+    states, resumed_line = loaded if loaded else (None, "")
+    history = [*states[0].get("resumed", []), resumed_line] if states else []
     if seeds is None:
         stepper = SingleStepper(circuit, train, data, device, ddp)
     else:
@@ -137,8 +176,9 @@ def fit(
         torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(train, s, total, per_epoch))
         for o in optimizers
     ]
+    extra = {"resumed": "\n".join(history)} if history else {}
     recorders: list = [
-        run_recorder(m, circuit, t, device, r.coords, r.run_config, r.attrs)
+        run_recorder(m, circuit, t, device, r.coords, r.run_config, {**(r.attrs or {}), **extra})
         for m, t, r in zip(models, trains, runs, strict=True)
     ]
     if not main:
@@ -147,26 +187,17 @@ def fit(
     loss_sum, correct, seen = zeros.clone(), zeros.clone(), 0
     bad_step = torch.full((k_runs,), -1, device=device, dtype=torch.long)
     step, elapsed, summary = 0, 0.0, {}
-    if resume and any(r.checkpoint.exists() for r in runs):
-        missing = [str(r.checkpoint) for r in runs if not r.checkpoint.exists()]
-        if missing:
-            raise ValueError(f"--resume: the batched seeds' checkpoints {missing} are missing")
-        states = [checkpoint.load(r.checkpoint, device) for r in runs]
-        stepper.load_run_states(states)
-        for sch, s in zip(schedulers, states[0]["schedulers"], strict=True):
-            sch.load_state_dict(s)
-        for rec, s in zip(recorders, states, strict=True):
-            rec.load_state_dict(s["recorder"])
-        step, elapsed, summary = states[0]["step"], states[0]["elapsed"], states[0]["summary"]
-        loss_sum, correct, bad_step = (
-            torch.stack([s["running"][i] for s in states]) for i in (0, 1, 3)
+    if states:
+        step, elapsed, summary, loss_sum, correct, seen, bad_step = restore(
+            states, runs[0].checkpoint, stepper, schedulers, recorders, total
         )
-        seen = states[0]["running"][2]
         log.info("resumed %s from step %d", runs[0].out.name, step)
 
     def save_checkpoints() -> None:
         for k, (run, rec) in enumerate(zip(runs, recorders, strict=True)):
             checkpoint.save({
+                "identity": identities[k],
+                "resumed": history,
                 **stepper.run_state(k),
                 "schedulers": [s.state_dict() for s in schedulers],
                 "recorder": rec.state_dict(),
@@ -177,6 +208,9 @@ def fit(
             }, run.checkpoint)  # fmt: skip
 
     live, diverged, paths = [True] * k_runs, [], [None] * k_runs
+    if main:  # a model file beside a run is that run's final model: an earlier one goes now
+        for run in runs:
+            run.model.unlink(missing_ok=True)
 
     def check_finite(epoch: int) -> None:
         if ddp is not None:  # every rank stops at the same step
@@ -188,12 +222,23 @@ def fit(
                 paths[k] = recorders[k].write(runs[k].out, status=status)
                 diverged.append((k, bad, epoch))
 
+    def stop_now(at_check: bool) -> bool:
+        """Whether to stop after this step for a signal (every rank agrees under DDP)."""
+        if ddp is None:
+            return stop.signum is not None
+        if not at_check:  # ranks agree where they already agree on the NaN guard
+            return False
+        flag = distributed.all_reduce(torch.tensor([stop.signum or 0], device=device), "max")
+        stop.signum = int(flag.item()) or stop.signum
+        return stop.signum is not None
+
     t0 = time.perf_counter()
     desc = runs[0].out.stem if k_runs == 1 else f"{k_runs} seeds"
     bar = tqdm(total=total, initial=step, disable=None if main else True, desc=desc, unit="step",
-               leave=False)  # fmt: skip
-    with bar:
-        while step < total and any(live):
+               leave=True)  # fmt: skip
+    interrupted = False
+    with StopRequests() as stop, logging_redirect_tqdm(), bar:
+        while step < total and any(live) and not interrupted:
             epoch = step // per_epoch
             epoch_t0 = time.perf_counter()
             set_weight_decay(optimizers, train, epoch)
@@ -212,7 +257,8 @@ def fit(
                 seen += n
                 bar.update(1)
                 last = step == total or step % per_epoch == 0
-                if device.type == "cpu" or step % train.record_every == 0 or last:
+                at_check = device.type == "cpu" or step % train.record_every == 0 or last
+                if at_check:
                     check_finite(epoch)
                     if not any(live) or (k_runs == 1 and not live[0]):
                         break
@@ -237,6 +283,7 @@ def fit(
                         recorders[k].record(step, epoch, values, probes)
                     summary.update(loss=float(loss_sum.mean() / seen),
                                    train=float(correct.mean() / seen))  # fmt: skip
+                    bar.set_postfix(loss=f"{summary['loss']:.4g}", refresh=False)
                     loss_sum, correct, seen = zeros.clone(), zeros.clone(), 0
                 if (
                     (train.eval_every and step % train.eval_every == 0)
@@ -251,16 +298,43 @@ def fit(
                     save_checkpoints()
                 if step >= total:
                     break
-            if main and any(live):
+                if stop_now(at_check):
+                    interrupted = True
+                    break
+            if main and any(live) and not interrupted:
                 _log_epoch(summary, epoch, train.epochs, time.perf_counter() - epoch_t0)
+        if interrupted:  # still ignoring further signals: the files are written whole
+            if main:
+                save_checkpoints()
+            name = signal.Signals(stop.signum).name
+            for k, run in enumerate(runs):
+                if live[k]:
+                    status = f"interrupted: {name} at step {step} of {total}"
+                    paths[k] = recorders[k].write(run.out, status=status)
+            raise Interrupted(stop.signum, step, total, [p for p in paths if p is not None])
     for k, run in enumerate(runs):
         if live[k]:
             paths[k] = recorders[k].write(run.out, status="complete")
+            if main and save_model:
+                saved.save_model(models[k], run.model, seed=run.seed,
+                                 held_norms=train.hold_weight_norms,
+                                 data=_data_info(data), run=_run_info(run, step))  # fmt: skip
             if main and run.checkpoint.exists() and not train.checkpoint_every:
                 run.checkpoint.unlink()
     if diverged:
         raise Diverged(_diverged_message(diverged, runs))
     return paths[0] if seeds is None else paths
+
+
+def _data_info(data) -> dict:
+    return {"name": data.name, "classes": [str(c) for c in data.classes],
+            "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
+
+
+def _run_info(run: Run, step: int) -> dict:
+    sha = (run.attrs or {}).get("spec_sha256", "")
+    return {"file": run.out.name, "step": step, "coords": run.coords or {},
+            "config": run.run_config or {}, "spec_sha256": sha}  # fmt: skip
 
 
 def _runs(train, out, coords, run_config, attrs, seeds) -> list[Run]:
