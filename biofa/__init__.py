@@ -12,7 +12,7 @@ The public API is listed here once; everything else is reached through its subpa
 from biofa._version import __version__
 from biofa.circuit import Circuit, E, I, Units
 from biofa.cli.sweep import grid
-from biofa.kinds import conv, dense, identity, local2d
+from biofa.kinds import conv, dense, identity, local2d, pool, shortcut
 from biofa.measure import accessor as _accessor  # noqa: F401  (registers the ds.biofa accessor)
 from biofa.measure.runs import open_runs
 from biofa.nn.compiler import CompiledCircuit, compile
@@ -33,4 +33,6 @@ __all__ = [
     "identity",
     "local2d",
     "open_runs",
+    "pool",
+    "shortcut",
 ]
