@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from biofa.circuit.kind import UnweightedKind
+from biofa.kinds._grid import GridTransformKind
 
 __all__ = ["Pool", "Pooling", "pool"]
 
@@ -44,7 +44,7 @@ class Pooling:
 
 
 @dataclass(frozen=True)
-class Pool(UnweightedKind):
+class Pool(GridTransformKind):
     """Max or average pooling as a projection (module docstring)."""
 
     mode: str = "max"
@@ -74,16 +74,6 @@ class Pool(UnweightedKind):
 
     def signature(self) -> tuple:
         return ("pool", self.mode, self.kernel, self.step, self.padding)
-
-    def check_source(self, projection: str, source: str, spatial: bool) -> None:
-        if not spatial:
-            raise ValueError(
-                f"pool projection {projection!r} reads area {source!r}, which is a vector; "
-                "pooling needs a spatial (conv) area"
-            )
-
-    def spatial_output(self, source_spatial: bool) -> bool:
-        return True
 
     def output_shape(self, projection, source_shape, channels) -> tuple[int, ...]:
         c, h, w = source_shape

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from biofa.circuit.kind import UnweightedKind
+from biofa.kinds._grid import GridTransformKind
 
 __all__ = ["Shortcut", "SubsamplePad", "shortcut"]
 
@@ -45,7 +45,7 @@ class SubsamplePad:
 
 
 @dataclass(frozen=True)
-class Shortcut(UnweightedKind):
+class Shortcut(GridTransformKind):
     """Option-A shortcut: subsample by ``stride``, zero-pad the channels (module docstring)."""
 
     stride: int = 2
@@ -58,16 +58,6 @@ class Shortcut(UnweightedKind):
 
     def signature(self) -> tuple:
         return ("shortcut", self.stride)
-
-    def check_source(self, projection: str, source: str, spatial: bool) -> None:
-        if not spatial:
-            raise ValueError(
-                f"shortcut projection {projection!r} reads area {source!r}, which is a vector; "
-                "a shortcut subsamples a spatial (conv) area"
-            )
-
-    def spatial_output(self, source_spatial: bool) -> bool:
-        return True
 
     def output_shape(self, projection, source_shape, channels) -> tuple[int, ...]:
         c, h, w = source_shape
