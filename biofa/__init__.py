@@ -16,6 +16,7 @@ from biofa.kinds import conv, dense, identity, local2d, pool, shortcut
 from biofa.measure import accessor as _accessor  # noqa: F401  (registers the ds.biofa accessor)
 from biofa.measure.runs import open_runs
 from biofa.nn.compiler import CompiledCircuit, compile
+from biofa.nn.tracing import copy_weights, from_module
 from biofa.train.config import Train
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
     "__version__",
     "compile",
     "conv",
+    "copy_weights",
     "dense",
+    "from_module",
     "grid",
     "identity",
     "local2d",

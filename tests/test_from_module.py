@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofa import compile
-from biofa.nn.tracing import copy_weights, from_module
+import biofa
+from biofa import compile, copy_weights, from_module
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -122,3 +122,7 @@ def test_the_first_unsupported_operation_is_named_with_its_node():
 
     with pytest.raises(ValueError, match="unsupported operation 'GELU' at node 'act'"):
         from_module(Gelu(), torch.randn(2, 3, 8, 8))
+
+
+def test_from_module_is_public():
+    assert biofa.from_module is from_module and "from_module" in biofa.__all__
