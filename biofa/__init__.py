@@ -13,12 +13,13 @@ from biofa import _startup  # noqa: F401  (first: a Ctrl-C while torch imports i
 from biofa._version import __version__
 from biofa.circuit import Circuit, E, I, Units
 from biofa.cli.sweep import grid
-from biofa.kinds import conv, dense, identity, local2d
+from biofa.kinds import conv, dense, identity, local2d, pool, shortcut
 from biofa.measure import accessor as _accessor  # noqa: F401  (registers the ds.biofa accessor)
 from biofa.measure.evaluate import evaluate
 from biofa.measure.runs import open_runs
 from biofa.nn.compiler import CompiledCircuit, compile
 from biofa.nn.saved import load_model
+from biofa.nn.tracing import copy_weights, from_module
 from biofa.train.config import Train
 
 __all__ = [
@@ -31,11 +32,15 @@ __all__ = [
     "__version__",
     "compile",
     "conv",
+    "copy_weights",
     "dense",
     "evaluate",
+    "from_module",
     "grid",
     "identity",
     "load_model",
     "local2d",
     "open_runs",
+    "pool",
+    "shortcut",
 ]

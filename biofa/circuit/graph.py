@@ -37,6 +37,8 @@ from biofa.circuit.validation import validate_circuit
 # through it; see biofa.nn.compiler.ACTIVATIONS.
 NONLINEARITIES = ("relu", "tanh", "sigmoid", "sign", "identity")
 POOLS = ("max", "avg", "global_avg")
+#: how forward weights and the rules' random feedback tensors are drawn (biofa.rules.initializers)
+INITS = ("he_normal", "xavier_uniform", "kaiming_uniform")
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,20 @@ class FeedbackPathway:
 
 
 class Circuit:
-    """A declared circuit (see the module docstring). Build it in a spec's ``circuit()``."""
+    """A declared circuit (see the module docstring). Build it in a spec's ``circuit()``.
 
-    def __init__(self, name: str):
+    ``init`` is how every forward weight and every rule's random feedback tensor is drawn:
+    ``"he_normal"`` (the default), ``"xavier_uniform"`` (as BioTorch and the PFA code) or
+    ``"kaiming_uniform"`` (PyTorch's default layer init); see :mod:`biofa.rules.initializers`.
+    """
+
+    def __init__(self, name: str, *, init: str = "he_normal"):
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"Circuit name {name!r} must be a Python identifier")
+        if init not in INITS:
+            raise ValueError(f"Circuit {name!r}: init={init!r} is not one of {', '.join(INITS)}")
         self.name = name
+        self.init = init
         self.areas: dict[str, Area] = {}
         self.projections: list[Projection] = []
         self.pathways: list[FeedbackPathway] = []

@@ -2,7 +2,9 @@
 
 A *projection kind* is one file under :mod:`biofa.kinds` holding two classes: a subclass of
 :class:`ProjectionKind` (this module: the declaration, no torch) and the op that computes it
-(:class:`biofa.kinds.ProjectionOp`: forward and the two gradient products). The declaration owns
+(:class:`biofa.kinds.ProjectionOp`: forward and the two gradient products), or, for a kind without
+a weight (:class:`UnweightedKind`: an identity skip, a subsampling shortcut, a pooling step), the
+fixed transform of the source's activity it adds to the target. The declaration owns
 everything that can be decided before tensors exist -- which sources it can read, the shape of its
 output, the shape and fan-in of its weight, the signature that decides which projections into one
 area are batched into one weight -- and :meth:`WeightedKind.build_op` hands the compiler the op.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
-__all__ = ["ProjectionKind", "WeightedKind"]
+__all__ = ["ProjectionKind", "UnweightedKind", "WeightedKind"]
 
 
 class ProjectionKind(abc.ABC):
@@ -78,6 +80,31 @@ class WeightedKind(ProjectionKind):
     def fan_in(self, weight_shape: tuple[int, ...]) -> int:
         """Inputs per output unit (what initialisers scale by)."""
 
+    def fan_out(self, weight_shape: tuple[int, ...]) -> int:
+        """Outputs per input unit as torch counts them for a weight of this shape: the output
+        channels times the receptive field (``fan_in / weight_shape[1]``), so ``out * k * k`` for a
+        ``k x k`` convolution and ``out`` for a dense weight (what Xavier initialisation and
+        BioTorch's feedback scale use)."""
+        return weight_shape[0] * (self.fan_in(weight_shape) // weight_shape[1])
+
     @abc.abstractmethod
     def build_op(self, source_shapes: list[tuple[int, ...]], output_shape: tuple[int, ...]) -> Any:
         """The :class:`biofa.kinds.ProjectionOp` computing this kind for these shapes."""
+
+
+class UnweightedKind(ProjectionKind):
+    """A kind without a weight (abstract): the target's summed input gets a fixed transform of the
+    source's activity, ``pre += T(h_source)``.
+
+    It has no op, no feedback pathway and no rule: the error goes back through ``T`` by autograd
+    (for the identity, unchanged; for a subsampling shortcut, scattered back to the positions and
+    channels it kept). Concrete kinds are frozen dataclasses in :mod:`biofa.kinds` whose
+    :meth:`build_transform` returns a torch callable; this declaration stays torch-free.
+    """
+
+    batch_norm: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def build_transform(self, source_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> Any:
+        """The callable ``T``: a batch ``(N, *source_shape)`` -> ``(N, *output_shape)``, traceable
+        by ``torch.func.vmap`` (seed-batched training maps it over seeds)."""

@@ -1,7 +1,8 @@
 """``identity()``: an unweighted projection adding the source's activity to the target's input.
 
 Source and target must have the same shape (ResNet skip connections). It has no weight, so no op
-and no feedback pathway: the error passes through it unchanged.
+and no feedback pathway: the error passes through it unchanged. Its transform returns its input
+itself, so the compiler's sum is exactly ``pre + h_source``.
 """
 
 from __future__ import annotations
@@ -9,17 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from biofa.circuit.kind import ProjectionKind
+from torch import Tensor
+
+from biofa.circuit.kind import UnweightedKind
 
 __all__ = ["Identity", "identity"]
 
 
+def same(x: Tensor) -> Tensor:
+    """The identity transform: ``x`` itself (no copy, no arithmetic)."""
+    return x
+
+
 @dataclass(frozen=True)
-class Identity(ProjectionKind):
+class Identity(UnweightedKind):
     """A skip connection: the source's activity is added to the target's summed input."""
 
     op: ClassVar[str] = "identity"
-    batch_norm: ClassVar[bool] = False
 
     def signature(self) -> tuple:
         return ("identity",)
@@ -37,6 +44,9 @@ class Identity(ProjectionKind):
                 f"the target {channels}"
             )
         return tuple(source_shape)
+
+    def build_transform(self, source_shape, output_shape):
+        return same
 
 
 def identity() -> Identity:

@@ -167,5 +167,6 @@ def feedback_update_norm(update: Tensor) -> Tensor:
 register_metric("loss", "training loss (cross-entropy)", "1", "run")
 register_metric("train_accuracy", "training accuracy", "1", "run")
 register_metric("test_accuracy", "test accuracy", "1", "run")
+register_metric("validation_accuracy", "accuracy on the held-out validation examples", "1", "run")
 register_metric("learning_rate", "learning rate", "1", "run")
 register_metric("wall_time", "wall-clock time since start of training", "s", "run")

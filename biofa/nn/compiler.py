@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from biofa import rules
 from biofa.circuit import Circuit, FeedbackPathway, Projection
-from biofa.circuit.kind import WeightedKind
+from biofa.circuit.kind import UnweightedKind, WeightedKind
 from biofa.circuit.validation import infer_shapes
 from biofa.nn.area import AreaModule, HookModule
 from biofa.nn.function import CaptureError, ErrorBus, GradientMode
@@ -70,14 +71,17 @@ class CompiledCircuit(nn.Module):
         self.areas = nn.ModuleDict()
         self.groups = nn.ModuleDict()
         self.group_names: dict[str, list[str]] = {}
-        self.identities: dict[str, list[str]] = {}
+        #: area -> ``(source, transform)`` of its unweighted projections (identity, shortcuts)
+        self.unweighted: dict[str, list[tuple[str, Any]]] = {}
         for name in self.order:
             area = circuit.areas[name]
             if area.role == "input":
                 continue
             self.areas[name] = AreaModule(area, self.shapes[name], self.mode)
-            self.identities[name] = [
-                p.source for p in circuit.incoming(name) if not isinstance(p.kind, WeightedKind)
+            self.unweighted[name] = [
+                (p.source, _transform(p, self.shapes))
+                for p in circuit.incoming(name)
+                if not isinstance(p.kind, WeightedKind)
             ]
             self.group_names[name] = []
             for key, members in _group(circuit.incoming(name), layerwise, deliveries).items():
@@ -93,7 +97,9 @@ class CompiledCircuit(nn.Module):
             if not isinstance(hook, DeliverError):
                 raise TypeError(f"rule {rule.name!r}: a direct rule's area hook must deliver")
             pw = direct[lower]
-            context = AreaContext(pw.name, lower, tuple(self.shapes[lower].out), num_classes)
+            context = AreaContext(
+                pw.name, lower, tuple(self.shapes[lower].out), num_classes, circuit.init
+            )
             self.hooks[lower] = HookModule(hook, context, seed, self.mode)
         self.readout = circuit.readout_area.name
         for name in self.areas:
@@ -156,8 +162,9 @@ class CompiledCircuit(nn.Module):
                     bias, bias_added = area.bias, True
                 y = group([acts[s] for s in group.sources], bias)
                 pre = y if pre is None else pre + y
-            for source in self.identities[name]:
-                pre = acts[source] if pre is None else pre + acts[source]
+            for source, transform in self.unweighted[name]:
+                y = transform(acts[source])
+                pre = y if pre is None else pre + y
             h = area(pre, bias_added)
             if name in self.hooks:
                 h = self.hooks[name](h, bus)
@@ -202,6 +209,16 @@ def _group(
         key = (p.kind.signature(), rule, options, p.source in tapped, unique)
         groups.setdefault(key, []).append(p)
     return groups
+
+
+def _transform(p: Projection, shapes: dict) -> Any:
+    """The transform an unweighted projection adds to its target's summed input."""
+    if not isinstance(p.kind, UnweightedKind):
+        raise TypeError(
+            f"projection {p.name!r}: kind {type(p.kind).__name__} is neither a WeightedKind nor "
+            "an UnweightedKind (biofa.circuit.kind)"
+        )
+    return p.kind.build_transform(shapes[p.source].out, shapes[p.target].pre)
 
 
 def _key(name: str) -> str:

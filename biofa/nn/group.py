@@ -22,7 +22,7 @@ from biofa.nn.constraints import balanced_init, constrain_signs, input_signs
 from biofa.nn.function import GradientMode, project
 from biofa.nn.seeds import generator
 from biofa.rules import FeedbackContext, FeedbackRule
-from biofa.rules._base import he_normal
+from biofa.rules.initializers import draw
 
 __all__ = ["ProjectionGroup", "Slice"]
 
@@ -42,8 +42,9 @@ class Slice:
 class ProjectionGroup(nn.Module):
     """Projections into one area batched into one weight (module docstring).
 
-    The weight is drawn He-normal (``gain`` ``sqrt(2)`` into a ReLU area, 1 otherwise) from
-    ``(seed, "weight", name)``, signed by its source populations with E and I balanced
+    The weight is drawn by the circuit's ``init`` (default He-normal, ``gain`` ``sqrt(2)`` into a
+    ReLU area, 1 otherwise; :mod:`biofa.rules.initializers`) from ``(seed, "weight", name)``,
+    signed by its source populations with E and I balanced
     (:func:`~biofa.nn.constraints.balanced_init`), and the rule's tensors from
     ``(seed, "feedback", name)``.
     """
@@ -63,6 +64,7 @@ class ProjectionGroup(nn.Module):
         self.name = name
         self.sources = [p.source for p in projections]
         kind = projections[0].kind
+        init = circuit.init
         target = circuit.areas[projections[0].target]
         out_shape = shapes[target.name].pre
         out_channels = out_shape[0]
@@ -78,9 +80,11 @@ class ProjectionGroup(nn.Module):
         self.slices = slices
         self.op = kind.build_op([shapes[p.source].out for p in projections], out_shape)
         shape = kind.weight_shape(out_channels, start, out_shape)
-        fan = kind.fan_in(shape)
-        gain = math.sqrt(2.0) if target.nonlinearity == "relu" else 1.0
-        w = he_normal(shape, fan, generator(seed, "weight", name), gain)
+        fan, fan_out = kind.fan_in(shape), kind.fan_out(shape)
+        gain = None  # the init's default: He-normal's is sqrt(2) into a ReLU area, else 1
+        if init == "he_normal":
+            gain = math.sqrt(2.0) if target.nonlinearity == "relu" else 1.0
+        w = draw(init, shape, fan, fan_out, generator(seed, "weight", name), gain)
         sign_tensor = input_signs(signs, len(shape))
         self.weight = nn.Parameter(balanced_init(w, sign_tensor))
         constrain_signs(self, "weight", sign_tensor)
@@ -95,6 +99,8 @@ class ProjectionGroup(nn.Module):
             tuple((s.projection, s.start, s.stop) for s in slices),
             fan,
             self.op,
+            init,
+            fan_out,
         )
         with torch.no_grad():
             gen = generator(seed, "feedback", name)

@@ -110,6 +110,9 @@ class FeedbackContext:
     dense projection). ``slices`` lists ``(projection, start, stop)``: where each batched
     projection sits along ``W``'s input dimension. ``fan_in`` is the number of inputs per output
     unit (the kind's, e.g. ``in * k * k`` for a convolution), ``op`` the projection's op.
+    ``init`` is the circuit's initialisation convention and ``fan_out`` the weight's fan-out as
+    torch counts it (``out * k * k`` for a convolution): random feedback tensors are drawn with
+    them (:func:`biofa.rules.initializers.draw_like`).
     """
 
     name: str
@@ -120,17 +123,21 @@ class FeedbackContext:
     slices: tuple[tuple[str, int, int], ...]
     fan_in: int
     op: ProjectionOp
+    init: str = "he_normal"
+    fan_out: int = 0
 
 
 @dataclass(frozen=True)
 class AreaContext:
     """What an area hook is told at init: its ``name`` (the pathway's, for seeds), the ``area``,
-    the area's output ``shape`` for one example and the readout's ``num_classes``."""
+    the area's output ``shape`` for one example, the readout's ``num_classes`` and the circuit's
+    initialisation convention ``init``."""
 
     name: str
     area: str
     shape: tuple[int, ...]
     num_classes: int
+    init: str = "he_normal"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ Every one of them sends the error back through
 
 recomputed from the current ``W`` in every backward pass (the sign follows ``W`` at every step):
 
-* ``M`` -- the magnitudes: all ones (uSF), ``|R|`` with ``R`` drawn once (frSF) or after every
-  update of ``W`` (brSF); ``R_ij ~ N(0, 1)``, so ``E[M^2] = 1`` for all three.
+* ``M`` -- the magnitudes: all ones (uSF), ``|R|`` with ``R`` drawn once (frSF) or anew for every
+  backward pass (brSF); option ``magnitude``: ``"half_normal"`` (default, ``R_ij ~ N(0, 1)``) or
+  ``"uniform"`` (``R_ij ~ U(-sqrt(3), sqrt(3))``, so ``kappa |R|`` is BioTorch's
+  ``|xavier_uniform_ draw|`` exactly); ``E[M^2] = 1`` for all of them.
 * ``F`` -- the sign-mismatch mask (option ``concordance``, Liao et al.'s "sign concordance"
   experiments): ``+1`` except on a random, fixed ``round((1 - c) n_p)`` entries of each projection
   ``p`` (``n_p`` weights), which are ``-1``; the fraction of entries of ``B`` whose sign agrees
@@ -20,23 +22,35 @@ recomputed from the current ``W`` in every backward pass (the sign follows ``W``
   - ``"init"``: ``kappa_p = rms(W_p(0)) = ||W_p(0)||_F / sqrt(n_p)``, the root-mean-square of the
     projection's forward weights *at initialisation*, fixed for the run; so ``||B_p|| = ||W_p(0)||``
     at init (exactly for uSF, in expectation for the random magnitudes). Moskovitz et al.'s
-    "Init." control (sign-concordant feedback scaled by the initialisation's standard deviation;
-    Xiao et al. 2018 do the same).
+    "Init." control (sign-concordant feedback scaled by the initialisation's measured scale).
+  - ``"biotorch"``: the constant BioTorch 0.0.16 multiplies ``sign(W)`` by (Sanfiz & Akrout
+    2021; ``layers/fa_constructor``), from the weight's fans as torch counts them (``n_in``,
+    ``n_out``: a conv kernel's ``k^2`` in both): ``kappa = sqrt(2 / (n_in + n_out))`` -- the
+    standard deviation of Xavier-uniform -- when the circuit is declared with
+    ``init="xavier_uniform"``, and ``kappa = 1 / sqrt(3 n_in)`` -- the standard deviation of
+    PyTorch's default ``kaiming_uniform_(a=sqrt(5))`` -- for any other ``init`` (BioTorch's
+    "else" branch).
+  - ``"xiao"``: the fixed scale of Xiao, Chen, Liao & Poggio (2018; willwx/sign-symmetry):
+    ``kappa = sqrt(2 / (k^2 out))`` for a convolution (``sqrt(2 / n_out)``, torchvision's
+    fan-out He init; any windowed kind) and ``kappa = 1 / sqrt(in)`` for a dense projection.
+    It does not depend on the circuit's ``init``. (Xiao et al. do *not* match ``"init"``: theirs
+    is a formula of the shape, not the measured rms of ``W(0)``.)
   - ``"sn"``: ``kappa_p = ||W_p||_F / ||F\circ sign(W_p) \circ M_p||_F`` recomputed at every
     step, so ``||B_p||_F = ||W_p||_F`` always: Moskovitz et al.'s "SN" read as "sign-concordant
     feedback normalised to the forward weights' norm".
 
-  ``kappa`` is defined **per projection** ``p``, not per batched group: a group concatenates several
-  projections into one area along ``W``'s input dimension
-  (:class:`biofa.nn.compiler.ProjectionGroup`)
-  and batching must not change the maths, so each projection's slice ``W[:, start:stop]`` is
-  normalised on its own (``W_p`` means that slice; for a conv kernel all of its entries).
+  ``kappa`` of ``"init"`` and ``"sn"`` is defined **per projection** ``p``, not per batched group:
+  a group concatenates several projections into one area along ``W``'s input dimension
+  (:class:`biofa.nn.compiler.ProjectionGroup`) and batching must not change the maths, so each
+  projection's slice ``W[:, start:stop]`` is normalised on its own (``W_p`` means that slice; for
+  a conv kernel all of its entries). ``"biotorch"`` and ``"xiao"`` use the fans of the group's
+  weight, the weight the compiler draws (and BioTorch's one layer).
 
 Rule state lives in fixed (non-learned) feedback tensors, so ``state_dict`` checkpoints it and DDP
 broadcasts it: ``kappa`` (``"init"``; one value per input column of ``W``), ``segments``
 (``"sn"``; the 0/1 matrix saying which projection each input column belongs to), ``flip``
-(``concordance < 1``; int8 ``F``), ``magnitude`` (frSF) and ``seed`` (brSF, int64). The rule
-instance keeps no state of its own.
+(``concordance < 1``; int8 ``F``), ``magnitude`` (frSF), ``seed`` and ``draws`` (brSF, int64).
+The rule instance keeps no state of its own.
 
 Liao, Q., Leibo, J. Z. & Poggio, T. (2016), *How important is weight symmetry in
 backpropagation?*, AAAI (arXiv:1510.05067). Moskovitz, T. H., Litwin-Kumar, A. & Abbott, L. F.
@@ -54,7 +68,9 @@ from torch import Tensor
 
 from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule
 
-NORMS = ("none", "init", "sn")
+NORMS = ("none", "init", "sn", "biotorch", "xiao")
+MAGNITUDES = ("half_normal", "uniform")
+SQRT3 = math.sqrt(3.0)
 
 
 def column_shape(weight: Tensor) -> tuple[int, ...]:
@@ -119,6 +135,12 @@ class SignConcordantRule(FeedbackRule):
             raise ValueError(
                 f"{where}: scale={scale!r} for rule {cls.name!r} must be a positive number"
             )
+        magnitude = options.get("magnitude", cls.defaults.get("magnitude", "half_normal"))
+        if magnitude not in MAGNITUDES:
+            raise ValueError(
+                f"{where}: magnitude={magnitude!r} for rule {cls.name!r} is not one of "
+                f"{', '.join(map(repr, MAGNITUDES))}"
+            )
         if "concordance" in cls.defaults:
             c = options.get("concordance", 1.0)
             if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 <= c <= 1.0:
@@ -151,6 +173,10 @@ class SignConcordantRule(FeedbackRule):
                 n = weight[:, start:stop].numel()
                 kappa[start:stop] = torch.sqrt(sumsq[start:stop].sum() / n)
             fb["kappa"] = Feedback(kappa.to(weight.dtype).to(weight.device))
+        elif norm in ("biotorch", "xiao"):
+            value = fixed_scale(norm, weight, context)
+            kappa = torch.full((weight.shape[1],), value, dtype=torch.float64)
+            fb["kappa"] = Feedback(kappa.to(weight.dtype).to(weight.device))
         elif norm == "sn":
             fb["segments"] = Feedback(segment_matrix(slices).to(weight.device, weight.dtype))
         c = float(self.options.get("concordance", 1.0))
@@ -177,7 +203,7 @@ class SignConcordantRule(FeedbackRule):
             b = b * fb["flip"].to(b.dtype)
         factor = self.options["scale"] * self.sigma
         norm = self.options["norm"]
-        if norm == "init":
+        if norm in ("init", "biotorch", "xiao"):
             b = b * (fb["kappa"].to(b.dtype) * factor).view(column_shape(weight))
         elif norm == "sn":
             segments = fb["segments"]
@@ -190,9 +216,24 @@ class SignConcordantRule(FeedbackRule):
         return b
 
 
+def fixed_scale(norm: str, weight: Tensor, context: FeedbackContext) -> float:
+    """``kappa`` of ``norm="biotorch"`` or ``"xiao"`` (module docstring) for a group's weight."""
+    fan_in = context.fan_in or math.prod(weight.shape[1:])
+    fan_out = context.fan_out or weight.shape[0] * (fan_in // weight.shape[1])
+    if norm == "biotorch":
+        if context.init == "xavier_uniform":
+            return math.sqrt(2.0 / (fan_in + fan_out))
+        return 1.0 / math.sqrt(3.0 * fan_in)
+    if weight.dim() > 2:  # a convolution (or another windowed kind): sqrt(2 / (k^2 out))
+        return math.sqrt(2.0 / fan_out)
+    return 1.0 / math.sqrt(weight.shape[1])
+
+
 def half_normal(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
     """``|R|``, ``R_ij ~ N(0, 1)`` (float32, on the CPU)."""
     return torch.randn(shape, generator=generator, dtype=torch.float32).abs()
 
 
-SQRT2 = math.sqrt(2.0)
+def uniform_magnitude(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    """``|R|``, ``R_ij ~ U(-sqrt(3), sqrt(3))`` (``E[R^2] = 1``; float32, on the CPU)."""
+    return torch.rand(shape, generator=generator, dtype=torch.float32) * SQRT3

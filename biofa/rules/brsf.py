@@ -6,7 +6,20 @@ r"""Batchwise random-magnitude sign-concordant feedback, brSF (Liao, Leibo & Pog
 
 Signs follow ``W`` (concordance exactly 1); magnitudes are fresh noise for every mini-batch, so
 no fixed magnitude pattern can be learned around. Options ``scale``, ``norm`` and ``concordance``
-as for :mod:`biofa.rules.usf`.
+as for :mod:`biofa.rules.usf`; ``magnitude`` (``"half_normal"``, default, or ``"uniform"``:
+``|R| = sqrt(3) u``, ``u ~ U(0, 1)``) as for :mod:`biofa.rules.frsf`.
+
+**When ``R`` is redrawn** (option ``redraw``):
+
+* ``"update"`` (default): whenever ``W`` changes -- ``R`` is a function of the bits of ``W``
+  (below).
+* ``"forward"``: for every training forward/backward pass, independently of ``W``, as BioTorch
+  0.0.16 redraws ``|xavier_uniform_|`` in every ``forward()``: ``R^{(t)}`` is a function of the seed
+  and a draw counter (the feedback tensor ``draws``, advanced after every optimiser step, so the
+  backward of step ``t+1`` and the metrics recorded after step ``t`` see draw ``t``). BioTorch
+  also redraws in its evaluation passes, which change nothing that is learned; the counter does
+  not count them. BioTorch's brSF is ``redraw="forward", norm="biotorch", magnitude="uniform"``
+  in a circuit declared with ``init="xavier_uniform"``.
 
 **How "redrawn every batch" is made reproducible.** ``R^{(t)}`` is a pure function of a fixed
 per-group seed (the feedback tensor ``seed``, drawn from the compile-time generator and saved in
@@ -18,7 +31,8 @@ over micro-batches of one update uses one draw; a resumed run redraws the same `
 only on the checkpointed ``W`` and ``seed``); metrics see the ``B`` the next backward will use;
 and nothing waits for the host (no generator state, no ``.item()``). The same seed and ``W`` give
 the same ``u`` on a CPU and a GPU (``erfinv`` may differ in the last bit). An update that leaves
-``W`` bit-identical (zero gradient) keeps ``R``.
+``W`` bit-identical (zero gradient) keeps ``R``. With ``redraw="forward"`` the digest of ``W`` is
+replaced by the counter ``draws`` (checkpointed), with the same guarantees.
 
 Liao, Q., Leibo, J. Z. & Poggio, T. (2016), *How important is weight symmetry in
 backpropagation?*, AAAI (arXiv:1510.05067).
@@ -27,12 +41,13 @@ backpropagation?*, AAAI (arXiv:1510.05067).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from biofa.rules._base import Feedback
-from biofa.rules._sign_concordant import SignConcordantRule
+from biofa.rules._base import AfterStep, Feedback
+from biofa.rules._sign_concordant import SQRT3, SignConcordantRule
 from biofa.rules.registry import register
 
 _M32 = 0xFFFFFFFF
@@ -77,26 +92,58 @@ def digest(t: Tensor) -> Tensor:
     return mix32((total & _M32) ^ mix32((total >> 32) & _M32))
 
 
-def half_normal_hash(shape: tuple[int, ...], seed: Tensor, key: Tensor, dtype) -> Tensor:
-    """``|N(0, 1)|`` samples, a pure function of ``(seed, key, position)``."""
+def uniform_hash(shape: tuple[int, ...], seed: Tensor, key: Tensor) -> Tensor:
+    """Uniform float32 samples in (0, 1), a pure function of ``(seed, key, position)``."""
     n = math.prod(shape)
     k1 = mix32(key ^ (seed & _M32))
     k2 = mix32(k1 ^ ((seed >> 32) & _M32))
     index = torch.arange(n, device=key.device, dtype=torch.int64)
     h = mix32(mix32(index ^ k1) ^ k2)
-    u = ((h >> 9).to(torch.float32) + 0.5) * (1.0 / 2**23)  # exact in float32, in (0, 1)
+    return ((h >> 9).to(torch.float32) + 0.5) * (1.0 / 2**23)  # exact in float32, in (0, 1)
+
+
+def half_normal_hash(shape: tuple[int, ...], seed: Tensor, key: Tensor, dtype) -> Tensor:
+    """``|N(0, 1)|`` samples, a pure function of ``(seed, key, position)``."""
+    u = uniform_hash(shape, seed, key)
     return (math.sqrt(2.0) * torch.erfinv(u)).to(dtype).view(shape)
 
 
+REDRAWS = ("update", "forward")
+
+
 @register
-class BatchRandomSignConcordant(SignConcordantRule):
+class BatchRandomSignConcordant(SignConcordantRule, AfterStep):
     """brSF: sign(W) with random magnitudes redrawn after every update of W (Liao et al. 2016)."""
 
     name = "brsf"
+    defaults = {**SignConcordantRule.defaults, "magnitude": "half_normal", "redraw": "update"}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], where: str) -> None:
+        super().check_options(options, where)
+        redraw = options.get("redraw", "update")
+        if redraw not in REDRAWS:
+            raise ValueError(
+                f"{where}: redraw={redraw!r} for rule 'brsf' is not one of "
+                f"{', '.join(map(repr, REDRAWS))}"
+            )
 
     def init_magnitudes(self, weight: Tensor, generator: torch.Generator) -> dict[str, Feedback]:
         seed = torch.randint(0, 2**62, (), generator=generator, dtype=torch.int64)
-        return {"seed": Feedback(seed.to(weight.device))}
+        fb = {"seed": Feedback(seed.to(weight.device))}
+        if self.options["redraw"] == "forward":
+            fb["draws"] = Feedback(torch.zeros((), dtype=torch.int64, device=weight.device))
+        return fb
 
     def magnitudes(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:
-        return half_normal_hash(tuple(weight.shape), fb["seed"], digest(weight), weight.dtype)
+        key = mix32(fb["draws"] & _M32) if "draws" in fb else digest(weight)
+        shape = tuple(weight.shape)
+        if self.options["magnitude"] == "uniform":
+            return (uniform_hash(shape, fb["seed"], key) * SQRT3).to(weight.dtype).view(shape)
+        return half_normal_hash(shape, fb["seed"], key, weight.dtype)
+
+    def after_step(
+        self, weight: Tensor, fb: dict[str, Tensor], generator: torch.Generator, step: int
+    ) -> None:
+        if "draws" in fb:  # redraw="forward": the next backward pass uses a fresh draw
+            fb["draws"].add_(1)

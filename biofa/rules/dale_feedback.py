@@ -41,7 +41,6 @@ transport*, NeurIPS.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -52,8 +51,8 @@ from biofa.rules._base import (
     FeedbackContext,
     FeedbackRule,
     LocalSignals,
-    he_normal,
 )
+from biofa.rules.initializers import draw_like
 from biofa.rules.registry import register
 
 
@@ -62,7 +61,7 @@ class DaleFeedback(FeedbackRule):
     """Dale's-law feedback: each feedback weight has its upper-area population's sign, fixed."""
 
     name = "dale_feedback"
-    defaults = {"gain": math.sqrt(2.0), "learned": False, "inhibitory": None}
+    defaults = {"gain": None, "learned": False, "inhibitory": None}
 
     @classmethod
     def check_options(cls, options: dict[str, Any], where: str) -> None:
@@ -87,7 +86,7 @@ class DaleFeedback(FeedbackRule):
         generator: torch.Generator,
         context: FeedbackContext,
     ) -> dict[str, Feedback]:
-        v = he_normal(weight.shape, context.fan_in, generator, self.options["gain"]).abs()
+        v = draw_like(weight, generator, self.options["gain"], context).abs()
         sign = self._row_signs(weight.shape[0], context).view(-1, *([1] * (weight.dim() - 1)))
         return {
             "V": Feedback(v.to(weight.device, weight.dtype), learned=self.options["learned"]),

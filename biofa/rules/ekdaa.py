@@ -41,8 +41,9 @@ is built from the per-example error and the result divided by ``N`` again:
 overall ``1/N`` of a mean loss, which only rescales the learning rate.
 
 Options: ``beta`` (0.9), ``gamma`` (0.1), ``init``: ``"random"`` (default; ``E ~ N(0,
-gain^2/fan_in)``, independent of ``W``) or ``"copy"`` (``E(0) = W(0)``, what the authors' released
-code does -- weight transport at initialisation), ``gain`` (``sqrt(2)``).
+gain^2/fan_in)``, independent of ``W``; drawn by the circuit's ``init`` convention when it is not
+He-normal) or ``"copy"`` (``E(0) = W(0)``, what the authors' released code does -- weight
+transport at initialisation), ``gain`` (default ``None``: ``sqrt(2)`` under He-normal).
 
 **Measured** (``circuits/ekdaa_fashion.py``: tanh CNN conv32-conv32-pool-conv64-pool-fc128,
 Fashion-MNIST, 2 epochs, batch 50, SGD 0.05 / momentum 0.85, 3 seeds; test accuracy %):
@@ -68,7 +69,6 @@ images*, Transactions on Machine Learning Research (arXiv:2206.01820).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -80,8 +80,8 @@ from biofa.rules._base import (
     FeedbackContext,
     FeedbackRule,
     LocalSignals,
-    he_normal_like,
 )
+from biofa.rules.initializers import draw_like
 from biofa.rules.registry import register
 
 
@@ -90,7 +90,7 @@ class ErrorKernels(FeedbackRule, CrossesNonlinearity):
     """EKDAA: learned error kernels carry error maps; targets replace activation derivatives."""
 
     name = "ekdaa"
-    defaults = {"beta": 0.9, "gamma": 0.1, "init": "random", "gain": math.sqrt(2.0)}
+    defaults = {"beta": 0.9, "gamma": 0.1, "init": "random", "gain": None}
 
     @classmethod
     def check_options(cls, options: dict[str, Any], where: str) -> None:
@@ -109,7 +109,7 @@ class ErrorKernels(FeedbackRule, CrossesNonlinearity):
         if self.options["init"] == "copy":
             e = weight.detach().clone()
         else:
-            e = he_normal_like(weight, generator, self.options["gain"], context)
+            e = draw_like(weight, generator, self.options["gain"], context)
         return {"E": Feedback(e, learned=True)}
 
     def effective_feedback(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:

@@ -6,7 +6,10 @@ The error returns through a fixed random matrix ``B`` of ``W``'s shape instead o
     \\delta_{in} = B^\\top \\delta_{out}, \\qquad \\Delta W = -\\eta\\, \\delta_{out} x^\\top .
 
 ``B`` is drawn once, ``B_ij ~ N(0, gain^2 / fan_in)`` -- the same distribution as the forward
-initialisation (He et al. 2015 for ReLU, ``gain = sqrt(2)``) -- and never changes; ``W`` comes to
+initialisation (He et al. 2015 for ReLU, ``gain = sqrt(2)``) -- and never changes (under a circuit
+declared with ``init="xavier_uniform"`` or ``"kaiming_uniform"``, ``B`` is drawn from that
+convention instead, like the forward weights, as BioTorch does; option ``gain``, default ``None``:
+the convention's default, see :mod:`biofa.rules.initializers`); ``W`` comes to
 align with ``B`` during learning ("the forward weights learn to make the feedback useful").
 For a conv projection ``B`` is a kernel of the same shape and the error travels back through the
 transposed convolution with ``B``.
@@ -17,12 +20,11 @@ for deep learning*, Nature Communications 7:13276.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule, he_normal_like
+from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule
+from biofa.rules.initializers import draw_like
 from biofa.rules.registry import register
 
 
@@ -31,12 +33,12 @@ class FeedbackAlignment(FeedbackRule):
     """Feedback alignment: a fixed random B, drawn like the forward weights, carries the error."""
 
     name = "feedback_alignment"
-    defaults = {"gain": math.sqrt(2.0)}
+    defaults = {"gain": None}
 
     def init_feedback(
         self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
     ) -> dict[str, Feedback]:
-        b = he_normal_like(weight, generator, self.options["gain"], context)
+        b = draw_like(weight, generator, self.options["gain"], context)
         return {"B": Feedback(b, learned=False)}
 
     def effective_feedback(self, weight: Tensor, fb: dict[str, Tensor]) -> Tensor:

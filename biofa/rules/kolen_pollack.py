@@ -43,7 +43,9 @@ population each lower unit belongs to), not weights. ``signs="free"``: an uncons
 Columns of ``Units`` populations are unconstrained either way.
 
 ``B`` (``|U|`` under signs) starts as feedback alignment's draw, ``N(0, gain^2 / fan_in)``,
-independent of ``W``. Options ``gain`` (default ``sqrt(2)``) and ``signs``.
+independent of ``W`` (under a circuit's ``init="xavier_uniform"``/``"kaiming_uniform"``, drawn
+from that convention, :mod:`biofa.rules.initializers`). Options ``gain`` (default ``None``: the
+convention's default, ``sqrt(2)`` for He-normal) and ``signs``.
 
 Kolen, J. F. & Pollack, J. B. (1994), *Backpropagation without weight transport*, Proc. IEEE
 ICNN, 1375-1380. Akrout, M., Wilson, C., Humphreys, P. C., Lillicrap, T. & Tweed, D. (2019),
@@ -52,13 +54,13 @@ ICNN, 1375-1380. Akrout, M., Wilson, C., Humphreys, P. C., Lillicrap, T. & Tweed
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals, he_normal_like
+from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule, LocalSignals
+from biofa.rules.initializers import draw_like
 from biofa.rules.registry import register
 
 
@@ -87,7 +89,7 @@ class KolenPollack(FeedbackRule):
     """Kolen-Pollack: a learned B gets W's own update; with decay on both, B converges to W."""
 
     name = "kolen_pollack"
-    defaults = {"gain": math.sqrt(2.0), "signs": "forward"}
+    defaults = {"gain": None, "signs": "forward"}
 
     @classmethod
     def check_options(cls, options: dict[str, Any], where: str) -> None:
@@ -101,7 +103,7 @@ class KolenPollack(FeedbackRule):
     def init_feedback(
         self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
     ) -> dict[str, Feedback]:
-        b = he_normal_like(weight, generator, self.options["gain"], context)
+        b = draw_like(weight, generator, self.options["gain"], context)
         sign = column_signs(weight, context) if self.options["signs"] == "forward" else None
         if sign is None:
             return {"B": Feedback(b, learned=True)}

@@ -45,17 +45,22 @@ Options (``feedback(..., rule="product_fa", expansion=10, ...)``):
 
 * ``expansion`` (default 10) or ``size`` (``K`` itself; default 0: ``expansion * out``).
 * ``b_init``: ``"random"`` (default; ``B_ij ~ U(-sqrt(3/K), sqrt(3/K))``, variance ``1/K``, the
-  reference code's Xavier draw), ``"orthogonal"`` (orthonormal rows, ``B B^T = I`` exactly: the
-  paper's PFA-o) or ``"identity"`` (``K = out``, ``B = I``: Kolen-Pollack).
+  reference code's Xavier draw), ``"orthogonal"`` (orthonormal rows, ``B B^T = I`` exactly) or
+  ``"identity"`` (``K = out``, ``B = I``: Kolen-Pollack). **PFA-o** as the authors define it
+  (their ``expand_ratio: "ortho"``) is ``b_init="orthogonal", expansion=1``: a *square* random
+  orthogonal ``B`` (``K = out``), with ``R`` and the forward weights drawn Xavier-uniform (a
+  circuit declared with ``init="xavier_uniform"``); with the default expansion 10 the orthogonal
+  option is a PFA variant of our own, not their PFA-o.
 * ``intermediate``: the intermediate population's kind, ``"Units"`` (default, unconstrained),
   ``"E"``, ``"I"`` or ``"EI"`` (a fraction ``inhibitory``, default 0.5, of inhibitory neurons).
   Under Dale's law each intermediate neuron's outgoing synapses (a row of ``R``) share its sign:
   ``R = s |V|`` with ``V`` the learned tensor, pseudo-gradient ``s sign(V) g_R``. Sign-constrained
   rows keep ``R``'s part of ``B^T W`` with their sign; since ``E[b (b^T w)_+] = E[b b^T] w / 2``
   the product stays aligned with ``W`` in expectation.
-* ``gain`` (default ``sqrt(2)``): ``R_ij ~ N(0, gain^2 / fan_in)`` (sign-folded for E/I), so
-  ``B R`` starts at feedback alignment's scale (the reference code draws ``R`` Xavier-uniform, as
-  its ``W``; biofa draws forward weights He-normal).
+* ``gain`` (default ``None``: ``sqrt(2)`` under He-normal): ``R_ij ~ N(0, gain^2 / fan_in)``
+  (sign-folded for E/I), so ``B R`` starts at feedback alignment's scale. Under a circuit's
+  ``init="xavier_uniform"`` ``R`` is drawn Xavier-uniform with its own fans (``fan_in = in k^2``,
+  ``fan_out = K k^2``), as the reference code draws it (:mod:`biofa.rules.initializers`).
 
 **Under Dale's law in the forward pathway, PFA does not align** (a limitation of the rule, not
 of its implementation here; the paper's networks are unconstrained). ``R`` accumulates
@@ -106,6 +111,7 @@ from biofa.rules._base import (
     Probes,
     RuleMetric,
 )
+from biofa.rules.initializers import draw
 from biofa.rules.registry import register
 
 KINDS = ("Units", "E", "I", "EI")
@@ -141,7 +147,7 @@ class ProductFeedbackAlignment(FeedbackRule, CustomErrorPath, Probes):
         "b_init": "random",
         "intermediate": "Units",
         "inhibitory": 0.5,
-        "gain": math.sqrt(2.0),
+        "gain": None,
     }
 
     @classmethod
@@ -190,8 +196,9 @@ class ProductFeedbackAlignment(FeedbackRule, CustomErrorPath, Probes):
         else:
             bound = math.sqrt(3.0 / k)
             b = (torch.rand(out, k, generator=generator) * 2.0 - 1.0) * bound
-        std = self.options["gain"] / math.sqrt(context.fan_in)
-        r = torch.randn((k, *weight.shape[1:]), generator=generator) * std
+        receptive = context.fan_in // weight.shape[1]  # k * k for a conv kernel, 1 for dense
+        r = draw(context.init, (k, *weight.shape[1:]), context.fan_in, k * receptive, generator,
+                 self.options["gain"])  # fmt: skip
         signs = intermediate_signs(k, self.options["intermediate"], self.options["inhibitory"])
         like = {"device": weight.device, "dtype": weight.dtype}
         fb = {"B": Feedback(b.to(**like), learned=False)}

@@ -9,7 +9,7 @@ from typing import Any
 
 from biofa.rules._base import DirectFeedbackRule, FeedbackRule, Probes
 
-__all__ = ["available", "create", "describe", "get", "register"]
+__all__ = ["accepted_options", "available", "create", "describe", "get", "register"]
 
 _REGISTRY: dict[str, type] = {}
 _BUILTIN = (
@@ -89,3 +89,11 @@ def create(name: str, **options: Any):
 def describe(name: str) -> str:
     """One line describing rule ``name``."""
     return get(name).summary()
+
+
+def accepted_options(name: str, **candidates: Any) -> dict[str, Any]:
+    """The ``candidates`` that rule ``name`` takes as options, leaving out ``None`` values: how a
+    spec with keywords for several rules (``norm=`` for the sign-concordant ones, ``expansion=``
+    for PFA, ...) passes each rule only its own. ``backprop`` takes none."""
+    defaults = get(name).defaults
+    return {k: v for k, v in candidates.items() if k in defaults and v is not None}

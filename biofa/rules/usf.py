@@ -15,8 +15,13 @@ Options (``feedback(..., rule="usf", scale=..., norm=..., concordance=...)``):
 * ``norm`` (default ``"none"``): ``"none"`` -- ``B = scale * sign(W)``, Liao et al.'s uSF;
   ``"init"`` -- ``B_p = scale * rms(W_p(0)) * sign(W_p)``, Moskovitz et al.'s "Init." (the
   initialisation's scale; ``||B_p|| = ||W_p(0)||``); ``"sn"`` -- ``B_p = scale * ||W_p||_F *
-  sign(W_p) / ||sign(W_p)||_F``, Moskovitz et al.'s "SN" (``||B_p|| = ||W_p||`` at every step).
-  ``p`` is each projection of a batched group (see :mod:`biofa.rules._sign_concordant`).
+  sign(W_p) / ||sign(W_p)||_F``, Moskovitz et al.'s "SN" (``||B_p|| = ||W_p||`` at every step);
+  ``"biotorch"`` -- BioTorch's ``B = sf sign(W)``, ``sf = sqrt(2 / (fan_in + fan_out))`` in a
+  circuit with ``init="xavier_uniform"``, else ``1 / sqrt(3 fan_in)`` (fans as torch counts them);
+  ``"xiao"`` -- Xiao et al.'s (2018) fixed ``sqrt(2 / (k^2 out))`` for a convolution and
+  ``1 / sqrt(in)`` for a dense projection (a formula of the shape: it is *not* ``"init"``, the
+  measured rms of ``W(0)``). ``p`` is each projection of a batched group (see
+  :mod:`biofa.rules._sign_concordant`).
 * ``concordance`` (default 1.0): the fraction ``c`` of feedback signs that agree with ``W``; a
   fixed random ``1 - c`` of the entries have their sign reversed (Liao et al.'s sign-concordance
   controls; ``c = 0.5`` is a random-sign control, ``c = 0`` equals ``usf_flipped``).

@@ -42,7 +42,8 @@ wide projection raise ``batch`` or lower ``lr`` (slower tracking of ``W``).
 The noise of a mirror phase is drawn from a generator derived from the run's seed, the group and
 the optimiser step, and ``B`` is a (non-learned) feedback tensor, so checkpoints capture the state
 and a resumed run continues bit-identically. ``B`` starts as feedback alignment's draw
-``N(0, gain^2 / fan_in)`` (option ``gain``). The optimisers never touch ``B``
+``N(0, gain^2 / fan_in)`` (option ``gain``, default ``None``: ``sqrt(2)``; the circuit's ``init``
+convention when it is not He-normal). The optimisers never touch ``B``
 (``requires_grad=False``). Each mirror step costs one ``N x fan_in`` by ``fan_in x out`` product
 and one ``out x N`` by ``N x fan_in`` product.
 
@@ -52,13 +53,13 @@ Akrout, M. et al. (2019), *Deep learning without weight transport*, NeurIPS 32
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from biofa.rules._base import AfterStep, Feedback, FeedbackContext, FeedbackRule, he_normal
+from biofa.rules._base import AfterStep, Feedback, FeedbackContext, FeedbackRule
+from biofa.rules.initializers import draw_like
 from biofa.rules.registry import register
 
 
@@ -94,7 +95,7 @@ class WeightMirror(FeedbackRule, AfterStep):
         "lr": 0.05,
         "decay": -1.0,
         "warmup": 0,
-        "gain": math.sqrt(2.0),
+        "gain": None,
     }
 
     @classmethod
@@ -125,7 +126,7 @@ class WeightMirror(FeedbackRule, AfterStep):
     def init_feedback(
         self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
     ) -> dict[str, Feedback]:
-        b = he_normal(weight.shape, context.fan_in, generator, self.options["gain"])
+        b = draw_like(weight, generator, self.options["gain"], context)
         w = weight.detach().float().cpu()
         for _ in range(self.options["warmup"]):
             mirror_step(b, w, generator, **self._kwargs)

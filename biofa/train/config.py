@@ -34,6 +34,14 @@ class Train:
         (default ``$BIOFA_DATA`` or ``~/.cache/biofa/data``).
     augment
         Standard CIFAR augmentation: random crop with 4-pixel zero padding and horizontal flip.
+    train_subset, test_subset
+        Train on a fixed, class-stratified subset of this many training examples, evaluate on one
+        of this many test examples (0: all; :mod:`biofa.train.datasets`). The same examples for
+        every run and seed.
+    validation
+        Hold out this many training examples (stratified, fixed): the periodic evaluations
+        (``eval_every``) report ``validation_accuracy`` on them and the test set is evaluated
+        once, after the last step (0: no validation split; every evaluation is on the test set).
     stream
         Read an ImageFolder ``data`` path from disk batch by batch (DataLoader workers, pinned
         memory) instead of decoding it into memory: for sets larger than RAM
@@ -75,6 +83,8 @@ class Train:
     checkpoint_every
         Write a checkpoint every this many steps (0: only when SIGINT/SIGTERM stops the run).
         ``--resume`` continues from it; with 0 it is removed when the run completes.
+        if not self.diverge_loss >= 0:
+            raise ValueError(f"Train.diverge_loss must be >= 0, got {self.diverge_loss!r}")
     compile
         Wrap the compiled circuit in ``torch.compile`` (GPU fast path).
     """
@@ -82,6 +92,9 @@ class Train:
     data: str = "digits"
     data_root: str = ""
     augment: bool = False
+    train_subset: int = 0
+    test_subset: int = 0
+    validation: int = 0
     stream: bool = False
     epochs: int = 10
     batch_size: int = 32
@@ -108,6 +121,7 @@ class Train:
     record_every: int = 50
     eval_every: int = 0
     checkpoint_every: int = 0
+    diverge_loss: float = 1e4
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -121,7 +135,8 @@ class Train:
         for name in ("epochs", "batch_size", "record_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Train.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("max_steps", "eval_every", "checkpoint_every"):
+        for name in ("max_steps", "eval_every", "checkpoint_every", "train_subset", "test_subset",
+                     "validation"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"Train.{name} must be >= 0, got {getattr(self, name)!r}")
         for name in _FLOATS:
@@ -139,6 +154,8 @@ class Train:
         _range("feedback_lr", fb_lr, "positive" + same, fb_lr > 0 or fb_lr == -1)
         _range("feedback_momentum", fb_mom, "in [0, 1)" + same, 0 <= fb_mom < 1 or fb_mom == -1)
         _range("feedback_weight_decay", fb_wd, ">= 0" + same, fb_wd >= 0 or fb_wd == -1)
+        if not self.diverge_loss >= 0:
+            raise ValueError(f"Train.diverge_loss must be >= 0, got {self.diverge_loss!r}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(
             self, "weight_decay_milestones", tuple(int(m) for m in self.weight_decay_milestones)

@@ -36,7 +36,7 @@ from biofa.measure.shadow import shadow_metrics
 from biofa.nn import saved
 from biofa.nn.declaration import fingerprint
 from biofa.nn.seeds import derive_seed
-from biofa.train import checkpoint, distributed
+from biofa.train import checkpoint, datasets, distributed
 from biofa.train.config import Train
 from biofa.train.interrupt import Interrupted, StopRequests
 from biofa.train.optim import lr_factor, set_weight_decay
@@ -148,7 +148,8 @@ def fit(
         device = ddp.device
     main = distributed.is_main(ddp)  # rank 0 records, evaluates, writes, logs
     torch.manual_seed(derive_seed(runs[0].seed, "torch"))
-    data = load(train.data, root=train.data_root, stream=train.stream).place(device)
+    loaded_data = load(train.data, root=train.data_root, stream=train.stream)
+    data, validation = datasets.select(loaded_data, train).place(device)  # validation: None/held out
     if main:
         check_batch(train, data)
     check_memory(circuit, train, data, device, runs=len(runs))
@@ -212,15 +213,17 @@ def fit(
         for run in runs:
             run.model.unlink(missing_ok=True)
 
+    def give_up(k: int, at: int, epoch: int, why: str) -> None:
+        live[k] = False
+        paths[k] = recorders[k].write(runs[k].out, status=f"diverged: {why}")
+        diverged.append((k, at, epoch, why))
+
     def check_finite(epoch: int) -> None:
         if ddp is not None:  # every rank stops at the same step
             distributed.all_reduce(bad_step, "max")
         for k, bad in enumerate(bad_step.tolist()):
             if live[k] and bad >= 0:
-                live[k] = False
-                status = f"diverged: loss not finite at step {bad}"
-                paths[k] = recorders[k].write(runs[k].out, status=status)
-                diverged.append((k, bad, epoch))
+                give_up(k, bad, epoch, f"loss not finite at step {bad}")
 
     def stop_now(at_check: bool) -> bool:
         """Whether to stop after this step for a signal (every rank agrees under DDP)."""
@@ -283,17 +286,32 @@ def fit(
                         recorders[k].record(step, epoch, values, probes)
                     summary.update(loss=float(loss_sum.mean() / seen),
                                    train=float(correct.mean() / seen))  # fmt: skip
+                    for k, mean in enumerate((loss_sum / seen).tolist()):  # finite but exploded
+                        if live[k] and train.diverge_loss and mean > train.diverge_loss:
+                            give_up(
+                                k,
+                                step,
+                                epoch,
+                                f"mean training loss {mean:.3g} > "
+                                f"Train.diverge_loss={train.diverge_loss:g} at step {step}",
+                            )
                     bar.set_postfix(loss=f"{summary['loss']:.4g}", refresh=False)
                     loss_sum, correct, seen = zeros.clone(), zeros.clone(), 0
+                    if not any(live) or (k_runs == 1 and not live[0]):
+                        break
                 if (
                     (train.eval_every and step % train.eval_every == 0)
                     or (not train.eval_every and step % per_epoch == 0)
                     or step == total
                 ):
-                    accuracy = stepper.evaluate(data, max(train.batch_size, 256))
-                    for k in (k for k in range(k_runs) if live[k]):
-                        recorders[k].record(step, epoch, {"test_accuracy": accuracy[k]})
-                    summary["test"] = float(accuracy.mean())
+                    # with a validation split the test set is measured once, after the last step
+                    for name, source in (("validation", validation), ("test", data)):
+                        if source is None or (name == "test" and validation and step < total):
+                            continue
+                        accuracy = stepper.evaluate(source, max(train.batch_size, 256))
+                        for k in (k for k in range(k_runs) if live[k]):
+                            recorders[k].record(step, epoch, {f"{name}_accuracy": accuracy[k]})
+                        summary[name] = float(accuracy.mean())
                 if train.checkpoint_every and step % train.checkpoint_every == 0 and main:
                     save_checkpoints()
                 if step >= total:
@@ -356,18 +374,18 @@ def _runs(train, out, coords, run_config, attrs, seeds) -> list[Run]:
     ]  # fmt: skip
 
 
-def _diverged_message(diverged: list[tuple[int, int, int]], runs: list[Run]) -> str:
+def _diverged_message(diverged: list[tuple[int, int, int, str]], runs: list[Run]) -> str:
     if len(runs) == 1:
-        (_, bad, epoch), out = diverged[0], runs[0].out
+        (_, _, epoch, why), out = diverged[0], runs[0].out
         return (
-            f"loss became NaN/inf at step {bad} (epoch {epoch}); stopped. Metrics recorded "
-            f"before it are kept in {out}"
+            f"diverged: {why} (epoch {epoch}); stopped. Metrics recorded before it are kept in "
+            f"{out}"
         )
-    which = "; ".join(f"seed {runs[k].seed} at step {bad} ({runs[k].out})"
-                      for k, bad, _ in diverged)  # fmt: skip
+    which = "; ".join(f"seed {runs[k].seed}: {why} ({runs[k].out})"
+                      for k, _, _, why in diverged)  # fmt: skip
     return (
-        f"loss became NaN/inf for {len(diverged)} of {len(runs)} seeds: {which}; every file is "
-        "written (the others completed)"
+        f"{len(diverged)} of {len(runs)} seeds diverged: {which}; every file is written (the "
+        "others completed)"
     )
 
 
@@ -375,7 +393,8 @@ def _log_epoch(summary: dict[str, float], epoch: int, epochs: int, seconds: floa
     parts = [f"epoch {epoch + 1}/{epochs}"]
     if "loss" in summary:
         parts.append(f"loss {summary['loss']:.4f}  train {100 * summary['train']:.1f}%")
-    if "test" in summary:
-        parts.append(f"test {100 * summary['test']:.1f}%")
+    for name in ("validation", "test"):
+        if name in summary:
+            parts.append(f"{name} {100 * summary[name]:.1f}%")
     parts.append(f"{seconds:.1f} s")
     log.info("  ".join(parts))
