@@ -149,7 +149,7 @@ def fit(
     main = distributed.is_main(ddp)  # rank 0 records, evaluates, writes, logs
     torch.manual_seed(derive_seed(runs[0].seed, "torch"))
     loaded_data = load(train.data, root=train.data_root, stream=train.stream)
-    data, validation = datasets.select(loaded_data, train).place(device)  # validation: None/held out
+    data, validation = datasets.select(loaded_data, train).place(device)  # validation: or None
     if main:
         check_batch(train, data)
     check_memory(circuit, train, data, device, runs=len(runs))
