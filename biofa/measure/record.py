@@ -4,7 +4,8 @@ Schema of the file (DESIGN section 6)::
 
     coords  rule, seed, <each swept key>   length-1 dims, so xr.combine_by_coords stacks a sweep
             step (dim), epoch (on step)     optimiser step of each record
-            projection (dim), source, target, op (on projection)
+            projection (dim), source, target, op, source_population, target_population (on
+            projection; ``"*"``: every population of the area)
     vars    <run metric>(rule, seed, ..., step)                    float64, NaN where not recorded
             <projection metric>(rule, seed, ..., step, projection)  float64
             run_config(rule, seed, ...)                             resolved config, JSON string
@@ -82,8 +83,10 @@ class Recorder:
     Parameters
     ----------
     projections
-        ``(name, source, target, op)`` per projection, e.g. ``("v1->v2", "v1", "v2", "conv2d")``.
-        May be empty.
+        ``(name, source, target, op)`` per projection, e.g. ``("v1->v2", "v1", "v2", "conv2d")``,
+        or a mapping with those keys and further string labels (every entry the same keys), each
+        a non-dimension coordinate on ``projection`` (``source_population``,
+        ``target_population``). May be empty.
     coords
         Run coordinates: must include ``"rule"`` and ``"seed"``, plus every swept key. Each becomes
         a length-1 dimension (``rule`` and ``seed`` first, then the others in the given order).
@@ -98,17 +101,13 @@ class Recorder:
     def __init__(
         self,
         *,
-        projections: Sequence[tuple[str, str, str, str]],
+        projections: Sequence[tuple[str, str, str, str] | Mapping[str, str]],
         coords: Mapping[str, str | bool | int | float],
         run_config: Mapping[str, Any],
         attrs: Mapping[str, str | int | float],
     ) -> None:
-        self.projections = [tuple(str(x) for x in p) for p in projections]
-        if any(len(p) != 4 for p in self.projections):
-            raise ValueError("projections: each entry must be (name, source, target, op)")
+        self.projections, self.labels = _projection_labels(projections)
         names = [p[0] for p in self.projections]
-        if len(set(names)) != len(names):
-            raise ValueError(f"projections: duplicate names in {names}")
         self._pindex = {n: i for i, n in enumerate(names)}
         missing = [k for k in ("rule", "seed") if k not in coords]
         if missing:
@@ -242,6 +241,9 @@ class Recorder:
             strict=True,
         ):
             coords[key] = ("projection", np.array(col, dtype=str), {"long_name": long_name})
+        for key, col in self.labels.items():
+            long_name = _LABELS.get(key, key.replace("_", " "))
+            coords[key] = ("projection", np.array(col, dtype=str), {"long_name": long_name})
         data: dict[str, Any] = {}
         for name, col in self._run.items():
             arr = np.asarray(col, np.float64)[order].reshape(ones + (-1,))
@@ -305,6 +307,44 @@ class Recorder:
         self._row = {s: i for i, s in enumerate(self._steps)}
         self._run = {k: [float(x) for x in v] for k, v in state["run"].items()}
         self._proj = {k: [[float(x) for x in r] for r in v] for k, v in state["proj"].items()}
+
+
+_REQUIRED = ("name", "source", "target", "op")
+_LABELS = {
+    "source_population": "source population ('*': every population of the area)",
+    "target_population": "target population ('*': every population of the area)",
+}
+
+
+def _projection_labels(projections) -> tuple[list[tuple[str, ...]], dict[str, list[str]]]:
+    """``(name, source, target, op)`` per projection and the extra labels per key."""
+    rows: list[tuple[str, ...]] = []
+    labels: dict[str, list[str]] = {}
+    keys: tuple[str, ...] | None = None
+    for p in projections:
+        if isinstance(p, Mapping):
+            missing = [k for k in _REQUIRED if k not in p]
+            if missing:
+                raise ValueError(f"projections: entry {dict(p)} lacks {missing}")
+            extra = tuple(k for k in p if k not in _REQUIRED)
+            rows.append(tuple(str(p[k]) for k in _REQUIRED))
+        else:
+            extra = ()
+            rows.append(tuple(str(x) for x in p))
+            if len(rows[-1]) != 4:
+                raise ValueError("projections: each entry must be (name, source, target, op)")
+        if keys is not None and extra != keys:
+            raise ValueError(f"projections: every entry needs the same labels ({keys} vs {extra})")
+        keys = extra
+        for k in extra:
+            labels.setdefault(k, []).append(str(p[k]))  # type: ignore[index]
+    names = [r[0] for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"projections: duplicate names in {names}")
+    reserved = [k for k in labels if k in ("projection", "step", "epoch", "rule", "seed")]
+    if reserved:
+        raise ValueError(f"projections: labels {reserved} are reserved by the output schema")
+    return rows, labels
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:

@@ -26,13 +26,22 @@ def run_recorder(
     run_config: dict | None = None,
     attrs: dict | None = None,
 ) -> Recorder:
-    """The run's recorder: one projection per slice of ``model``; coordinates ``coords`` (default
+    """The run's recorder: one projection per slice of ``model`` (with its source and target
+    populations, ``"*"`` for a whole area); coordinates ``coords`` (default
     ``rule``, the circuit's rules joined by ``+``, and ``seed``), ``run_config`` (default the
     circuit's name and ``train``) and global ``attrs`` with the device, torch version and data."""
     return Recorder(
         projections=[
-            (s.projection, s.source, s.target, s.op) for s, _ in model.projection_slices()
-        ],
+            {
+                "name": s.projection,
+                "source": s.source,
+                "target": s.target,
+                "op": s.op,
+                "source_population": s.source_population,
+                "target_population": s.target_population,
+            }
+            for s, _ in model.projection_slices()
+        ],  # fmt: skip
         coords=dict(coords or {"rule": "+".join(rules.used_by(circuit)), "seed": train.seed}),
         run_config=dict(run_config or {"circuit": circuit.name, "train": asdict(train)}),
         attrs={
