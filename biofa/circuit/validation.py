@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from biofa.circuit.connectivity import mask_shape
-from biofa.circuit.wiring import check_address, names_of, spans, stages
+from biofa.circuit.wiring import check_address, names_of, output_spans, spans, stages
 
 if TYPE_CHECKING:
     from biofa.circuit.graph import Circuit, Projection
@@ -213,9 +213,8 @@ def infer_shapes(
                     )
                 _check_mask(p, source, got, _rows(p, here, channels))
         out = _pooled(area.pool, area.pool_size, pre, name)
-        if area.role == "readout":
-            out = (num_classes,)
-        shapes[name] = AreaShape(pre, out)
+        visible = sum(s.size for s in output_spans(circuit, name, num_classes).values())
+        shapes[name] = AreaShape(pre, (visible, *out[1:]))
     return shapes
 
 
@@ -223,7 +222,7 @@ def _source_shape(circuit: Circuit, p: Projection, shape: tuple[int, ...], num_c
     """What a projection reads of its source area's output ``shape``: its population's channels."""
     if p.source_population is None:
         return shape
-    span = spans(circuit.areas[p.source_area], num_classes)[p.source_population]
+    span = output_spans(circuit, p.source_area, num_classes)[p.source_population]
     return (span.size, *shape[1:])
 
 

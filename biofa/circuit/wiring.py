@@ -30,8 +30,8 @@ from biofa.circuit.populations import Population, Units
 if TYPE_CHECKING:
     from biofa.circuit.graph import Area, Circuit, Projection
 
-__all__ = ["MODES", "Span", "check_projection", "pairs", "populations_of", "spans", "split",
-           "stages"]  # fmt: skip
+__all__ = ["MODES", "Span", "check_projection", "output_spans", "pairs", "populations_of", "spans",
+           "split", "stages"]  # fmt: skip
 
 MODES = ("subtractive", "divisive", "subtractive+divisive")
 
@@ -77,6 +77,27 @@ def spans(area: Area, num_classes: int | None = None) -> dict[str, Span]:
         out[p.name] = Span(p, start, start + p.size)
         start += p.size
     return out
+
+
+def output_spans(circuit: Circuit, area: str, num_classes: int | None = None) -> dict[str, Span]:
+    """The populations of ``area`` other areas see, at their channels of its output: the
+    readout's class scores; for a hidden area every population, unless nothing outside reads it
+    whole -- then only the populations some projection out of it reads (local interneurons, read
+    only within the area, are not part of its output)."""
+    a = circuit.areas[area]
+    here = spans(a, num_classes)
+    if a.role == "readout":
+        keep = [p.name for p in a.populations] or [a.scores]
+    else:
+        out = [p for p in circuit.projections if p.source_area == area and not p.within]
+        read = {p.source_population for p in out}
+        keep = list(here) if None in read or not read else [n for n in here if n in read]
+    result, start = {}, 0
+    for name in keep:
+        s = here[name]
+        result[name] = Span(s.population, start, start + s.size)
+        start += s.size
+    return result
 
 
 def names_of(area: Area) -> list[str]:

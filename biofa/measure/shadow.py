@@ -59,7 +59,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from biofa.circuit.wiring import spans
+from biofa.circuit.wiring import output_spans
 from biofa.measure.registry import ShadowInputs, computed
 from biofa.nn import CompiledCircuit
 
@@ -214,7 +214,7 @@ def _source_error(model: CompiledCircuit, errors: dict, s) -> Tensor | None:
     error = errors.get(s.source)
     if error is None:
         return None
-    span = spans(model.circuit.areas[s.source], model.num_classes)[s.source_population]
+    span = output_spans(model.circuit, s.source, model.num_classes)[s.source_population]
     return error[:, span.start : span.stop]
 
 

@@ -24,7 +24,7 @@ from biofa import rules
 from biofa.circuit import Circuit, FeedbackPathway
 from biofa.circuit.kind import WeightedKind
 from biofa.circuit.validation import infer_shapes
-from biofa.circuit.wiring import Span, spans, split, stages
+from biofa.circuit.wiring import Span, output_spans, spans, split, stages
 from biofa.nn.area import AreaModule, HookModule
 from biofa.nn.constraints import clamp_
 from biofa.nn.function import CaptureError, ErrorBus, GradientMode
@@ -89,8 +89,9 @@ class CompiledCircuit(nn.Module):
                     for spec in specs if spec.mode for b in spec.blocks for t, _, _ in b.rows
                 }  # fmt: skip
                 self.areas[name] = StagedArea(
-                    area, self.shapes[name], self.mode,
-                    list(spans(area, num_classes).values()), stages(circuit, name), divisive, clamp,
+                    area, self.shapes[name], self.mode, list(spans(area, num_classes).values()),
+                    list(output_spans(circuit, name, num_classes)), stages(circuit, name),
+                    divisive, clamp,
                 )  # fmt: skip
                 self.stage_groups[name] = ([], [[] for _ in self.areas[name].stages])
             else:
@@ -121,7 +122,14 @@ class CompiledCircuit(nn.Module):
             area, pop = split(lower)
             shape = tuple(self.shapes[area].out)
             if pop is not None:
-                span = spans(circuit.areas[area], num_classes)[pop]
+                visible = output_spans(circuit, area, num_classes)
+                if pop not in visible:
+                    raise ValueError(
+                        f"feedback pathway {pw.name!r}: {lower!r} is local to its area (no "
+                        "projection out of it reads it), so no error arrives at it from above "
+                        "to replace; deliver to a population that projects out"
+                    )
+                span = visible[pop]
                 shape = (span.size, *shape[1:])
                 self.population_hooks.setdefault(area, []).append(
                     (_key(lower), span.start, span.stop)

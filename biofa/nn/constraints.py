@@ -29,6 +29,7 @@ reflects: ``|V|`` bounces off 0 by at most one step), see ``docs/populations.md`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -56,6 +57,11 @@ class ScaleGrad(torch.autograd.Function):
         return grad * scale.to(grad.dtype), None
 
 
+# the signature ``Function.apply`` binds to on every call, computed once (a saving of host time,
+# as for ``biofa.nn.function.ProjectionFunction``)
+ScaleGrad.forward.__signature__ = inspect.signature(ScaleGrad.forward)
+
+
 class DaleSign(nn.Module):
     """``W = M s |V|`` on signed input channels, ``W = M V`` on unconstrained ones (module
     docstring); ``mask`` ``M`` and gradient scale ``grad_scale`` optional, ``clamp``: ``s V``."""
@@ -71,6 +77,12 @@ class DaleSign(nn.Module):
         m = 1.0 if mask is None else mask.float()
         self.register_buffer("sign", signs.float() * m, persistent=False)
         self.all_signed = bool((signs != 0).all())
+        #: +1 or -1 when every synapse exists and has that sign (no multiply needed), else 0
+        self.uniform = (
+            int(signs.flatten()[0])
+            if mask is None and bool((signs == signs.flatten()[0]).all())
+            else 0
+        )
         self.register_buffer("free", (signs == 0).float() * m, persistent=False)
         self.clamp = clamp
         self.grad_scale: Tensor | None
@@ -79,8 +91,10 @@ class DaleSign(nn.Module):
     def forward(self, v: Tensor) -> Tensor:
         if self.grad_scale is not None:
             v = ScaleGrad.apply(v, self.grad_scale)
-        sign = self.sign.to(v.dtype)
         magnitude = v if self.clamp else v.abs()
+        if self.uniform:  # one sign for the whole weight (W = |V| or -|V|: no multiply)
+            return magnitude if self.uniform > 0 else -magnitude
+        sign = self.sign.to(v.dtype)
         if self.all_signed:
             return magnitude * sign
         return magnitude * sign + v * self.free.to(v.dtype)

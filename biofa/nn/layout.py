@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from biofa.circuit import Circuit, Projection
 from biofa.circuit.kind import WeightedKind
 from biofa.circuit.validation import AreaShape
-from biofa.circuit.wiring import spans, stages
+from biofa.circuit.wiring import output_spans, spans, stages
 
 __all__ = ["Block", "Columns", "GroupSpec", "plan_groups"]
 
@@ -111,8 +111,15 @@ def plan_groups(
     ]
 
 
-def _span(circuit: Circuit, area: str, pop: str | None, num_classes: int) -> tuple[int, int]:
-    here = spans(circuit.areas[area], num_classes)
+def _span(
+    circuit: Circuit, area: str, pop: str | None, num_classes: int, inside: bool = True
+) -> tuple[int, int]:
+    """Channels of ``pop`` (``None``: all) among ``area``'s populations, or (``inside=False``)
+    of its output (:func:`~biofa.circuit.wiring.output_spans`)."""
+    if inside:
+        here = spans(circuit.areas[area], num_classes)
+    else:
+        here = output_spans(circuit, area, num_classes)
     if pop is None:
         return 0, sum(s.size for s in here.values())
     return here[pop].start, here[pop].stop
@@ -126,9 +133,10 @@ def _spec(circuit, area, members, key, shapes, num_classes, assignment) -> Group
     def source_range(p: Projection) -> tuple[int, int]:
         if p.source_area == input_area:
             return 0, shapes[input_area].out[0]
-        return _span(circuit, p.source_area, p.source_population, num_classes)
+        return _span(circuit, p.source_area, p.source_population, num_classes, p.within)
 
     targets = [_span(circuit, area, p.target_population, num_classes) for p in members]
+
     rows = (min(t[0] for t in targets), max(t[1] for t in targets))
     by_area: dict[str, list[int]] = {}
     for p in members:
@@ -186,7 +194,9 @@ def _column_populations(circuit, p, lo, hi, c0, repeat, num_classes, input_area)
         name = circuit.areas[input_area].populations[0].name
         return ((f"{input_area}.{name}", c0, c0 + (hi - lo) * repeat),)
     out = []
-    for s in spans(circuit.areas[p.source_area], num_classes).values():
+    sources = spans(circuit.areas[p.source_area], num_classes) if p.within else output_spans(
+        circuit, p.source_area, num_classes)  # fmt: skip
+    for s in sources.values():
         if lo <= s.start and s.stop <= hi:
             start = c0 + (s.start - lo) * repeat
             out.append((f"{p.source_area}.{s.name}", start, start + s.size * repeat))

@@ -16,7 +16,9 @@ the populations computed before, on the area's grid), then each population of th
 with ``g >= 0`` one gain per unit (``|G|``, or ``G`` clamped at 0 under
 ``Circuit(constraint="clamp")``), ``epsilon = 1e-8`` and ``f`` the population's nonlinearity
 (Cornford et al. 2021: ``z = g (z_E - W_EI z_I) / gamma + b``). The area's output is the channel
-concatenation of its populations (the readout's: its class scores), pooled.
+concatenation of the populations other areas read (all of them, unless only some are read: local
+interneurons stay inside; the readout's: its class scores), pooled
+(:func:`biofa.circuit.wiring.output_spans`).
 
 **The error crossing a division.** Under backprop the whole forward is differentiated by
 autograd. Under a feedback rule the division is treated like the unit's nonlinearity: a local
@@ -25,7 +27,7 @@ computation of the target neuron, crossed by its exact derivative,
 which needs only the neuron's own ``a``, ``gamma`` and ``g``; what the rule replaces is the
 *synaptic* transport: the error reaches the interneurons through the rule's ``B`` in place of
 ``W`` on both paths (the subtractive ``B^T \delta_a`` and the shunting ``e^\alpha \odot B^T
-\delta_\gamma``, one product over the doubled batch, :class:`biofa.nn.group.ProjectionGroup`),
+\delta_\gamma``, both with the one ``B``, :class:`biofa.nn.group.ProjectionGroup`),
 and the rule's weight update is the local product of those errors with ``r`` and
 ``e^\alpha r``. A rule that redefines the nonlinearity's crossing (EKDAA) does so per
 population; the division keeps its derivative.
@@ -67,6 +69,7 @@ class StagedArea(nn.Module):
         shape: AreaShape,
         mode: GradientMode,
         populations: list[Span],
+        outputs: list[str],
         stages: list[tuple[str, ...]],
         divisive: set[str],
         clamp: bool,
@@ -75,9 +78,7 @@ class StagedArea(nn.Module):
         self.area, self.mode, self.clamp = area, mode, clamp
         self.spans = {s.name: s for s in populations}
         self.stages = stages
-        self.outputs = [s.name for s in populations]
-        if area.role == "readout":
-            self.outputs = self.outputs[: len(self.outputs) - len(area.interneurons)]
+        self.outputs = outputs
         self.bias = None  # per population: ``biases``
         self.crossing = None
         self.crossings: dict[str, CrossingHook | None] = {}
@@ -96,6 +97,12 @@ class StagedArea(nn.Module):
             if s.name in divisive:
                 self.gains[s.name] = nn.Parameter(torch.ones(s.size))
             self.activations[s.name] = ACTIVATIONS[area.nonlinearity_of(p)]
+        # what each population does, decided once (the forward runs every step)
+        self._steps = {
+            s.name: (s.name in self.gains, s.name in self.biases, s.name in self.norms)
+            for s in populations
+        }
+        self._plans: dict[str, tuple[list[int], list[tuple[str, bool]]]] = {}
 
     def forward(self, external: list[tuple], within: list[list]) -> Tensor:
         """``external``: ``(group, output)`` of every group from other areas; ``within``: per
@@ -114,12 +121,13 @@ class StagedArea(nn.Module):
         return pool(outs[0] if len(outs) == 1 else torch.cat(outs, dim=1), self.area)
 
     def _population(self, name: str, a: Tensor, gamma: Tensor | None) -> Tensor:
-        if name in self.gains:
+        gained, biased, normed = self._steps[name]
+        if gained:
             g = self.gains[name] if self.clamp else self.gains[name].abs()
             a = _channels(g, a) * a / (gamma + EPSILON)
-        if name in self.biases:
+        if biased:
             a = a + _channels(self.biases[name], a)
-        if name in self.norms:
+        if normed:
             a = self.norms[name](a)
         activation, hook = self.activations[name], self.crossings.get(name)
         if hook is not None:
@@ -139,26 +147,27 @@ class StagedArea(nn.Module):
     def _distribute(self, group, out, drive: dict, shunt: dict) -> None:
         """Add a group's output rows to the drive (and shunting conductance) of its targets."""
         sub, div = out if isinstance(out, tuple) else (out, None)
-        r0 = group.spec.rows[0]
-        for name in _targets(group):
-            s = self.spans[name]
-            for part, into in ((sub, drive), (div, shunt)):
-                if part is None:
-                    continue
-                if (s.start, s.stop) != group.spec.rows:
-                    part = part.narrow(1, s.start - r0, s.size)
-                into[name] = part if name not in into else into[name] + part
+        plan = self._plans.get(group.spec.name)
+        if plan is None:
+            plan = self._plans[group.spec.name] = self._plan(group.spec)
+        sizes, names = plan
+        for part, into in ((sub, drive), (div, shunt)):
+            if part is None:
+                continue
+            # one split (its backward concatenates), not one slice per population (each slice's
+            # backward would fill a zero tensor of the whole output)
+            pieces = part.split(sizes, dim=1) if len(sizes) > 1 else (part,)
+            for (name, target), piece in zip(names, pieces, strict=True):
+                if target:
+                    into[name] = piece if name not in into else into[name] + piece
 
-
-def _targets(group) -> list[str]:
-    """The population names a group's projections reach (masked rows between them excluded)."""
-    names: list[str] = []
-    for b in group.spec.blocks:
-        for address, _, _ in b.rows:
-            name = address.partition(".")[2]
-            if name not in names:
-                names.append(name)
-    return names
+    def _plan(self, spec) -> tuple[list[int], list[tuple[str, bool]]]:
+        """The populations a group's rows hold (sizes, names) and which of them it reaches
+        (masked rows between its targets excluded)."""
+        r0, r1 = spec.rows
+        inside = [s for s in self.spans.values() if r0 <= s.start and s.stop <= r1]
+        reached = {a.partition(".")[2] for b in spec.blocks for a, _, _ in b.rows}
+        return [s.size for s in inside], [(s.name, s.name in reached) for s in inside]
 
 
 def _channels(v: Tensor, like: Tensor) -> Tensor:
