@@ -153,14 +153,19 @@ def _combine(datasets: list[xr.Dataset], files: list[Path]) -> xr.Dataset:
             out[name][positions(ds, var.dims)] = var.transpose(*dims_of[name]).values
 
     coords: dict[str, Any] = {d: (d, np.array(index[d]), datasets[0][d].attrs) for d in index}
-    for name in ("source", "target", "op"):
+    labelled = _union(
+        [n for n, c in ds.coords.items() if c.dims == ("projection",) and n != "projection"]
+        for ds in datasets
+    )  # source, target, op and any other label (source_population, ...); "" where a file lacks it
+    for name in labelled:
+        having = [ds for ds in datasets if name in ds.coords]
         labels = dict(
             pair
-            for ds in datasets
+            for ds in having
             for pair in zip(ds["projection"].values, ds[name].values, strict=True)
         )
-        values = np.array([labels[p] for p in index["projection"]], dtype=str)
-        coords[name] = ("projection", values, datasets[0][name].attrs)
+        values = np.array([labels.get(p, "") for p in index["projection"]], dtype=str)
+        coords[name] = ("projection", values, having[0][name].attrs)
     epochs: dict[int, set[int]] = {}
     for ds in datasets:
         for step, epoch in zip(
