@@ -19,6 +19,7 @@ from biofa.data.augmentation import augment_crop_flip
 from biofa.data.base import DataSource
 from biofa.data.errors import DataNotFoundError, MissingExtraError
 from biofa.data.memory import InMemoryDataSet
+from biofa.data.pixels import PixelSet, pixels
 from biofa.data.registry import available, describe, load, register_dataset
 from biofa.data.streaming import StreamingDataSet
 
@@ -27,10 +28,12 @@ __all__ = [
     "DataSource",
     "InMemoryDataSet",
     "MissingExtraError",
+    "PixelSet",
     "StreamingDataSet",
     "augment_crop_flip",
     "available",
     "describe",
     "load",
+    "pixels",
     "register_dataset",
 ]

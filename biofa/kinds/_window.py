@@ -3,8 +3,10 @@ zero-padded spatial source (``padding=None``: "same", ``kernel // 2``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from biofa.circuit.connectivity import check_connectivity
 from biofa.circuit.kind import WeightedKind
 
 __all__ = ["WindowKind"]
@@ -16,14 +18,17 @@ class WindowKind(WeightedKind):
 
     ``padding=None`` means "same" padding for odd kernels (``kernel // 2``); ``batch_norm=True``
     normalises the projection's output on its own before it is summed with the area's other
-    inputs (the ResNet block layout). Subclasses (frozen dataclasses) give an ``op`` name, the
-    weight's shape and the op.
+    inputs (the ResNet block layout); ``p`` (connection probability) or ``mask`` make it sparse
+    (:mod:`biofa.circuit.connectivity`). Subclasses (frozen dataclasses) give an ``op`` name,
+    the weight's shape and the op.
     """
 
     kernel: int
     stride: int = 1
     padding: int | None = None
     batch_norm: bool = False
+    p: float = 1.0
+    mask: Any = field(default=None, compare=False, repr=False)
 
     @property
     def declared_as(self) -> str:
@@ -32,12 +37,13 @@ class WindowKind(WeightedKind):
 
     def __post_init__(self) -> None:
         name = self.declared_as
-        for field, value in (("kernel", self.kernel), ("stride", self.stride)):
+        for key, value in (("kernel", self.kernel), ("stride", self.stride)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}({field}={value!r}): must be a positive int")
+                raise ValueError(f"{name}({key}={value!r}): must be a positive int")
         p = self.padding
         if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 0):
             raise ValueError(f"{name}(padding={p!r}): must be a non-negative int or None")
+        check_connectivity(f"{name}(p={self.p!r})", self.p, self.mask)
 
     @property
     def pad(self) -> int:

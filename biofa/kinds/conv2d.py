@@ -10,7 +10,7 @@ Seed-batched form: one grouped convolution (``groups=K``) for ``K`` seeds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +105,13 @@ class SeedBatchedConv(FusedOp):
 
 
 def conv(
-    kernel: int, stride: int = 1, padding: int | None = None, *, batch_norm: bool = False
+    kernel: int,
+    stride: int = 1,
+    padding: int | None = None,
+    *,
+    batch_norm: bool = False,
+    p: float = 1.0,
+    mask: Any = None,
 ) -> Conv:
     """A convolutional projection (see :class:`Conv`)."""
-    return Conv(kernel, stride, padding, batch_norm)
+    return Conv(kernel, stride, padding, batch_norm, p, mask)

@@ -10,13 +10,14 @@ Seed-batched form: one batched matrix product (``torch.bmm`` / ``baddbmm``) for 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from biofa.circuit.connectivity import check_connectivity
 from biofa.circuit.kind import WeightedKind
 from biofa.kinds._base import ProjectionOp
 
@@ -25,12 +26,19 @@ __all__ = ["Dense", "DenseOp", "SeedBatchedDense", "dense"]
 
 @dataclass(frozen=True)
 class Dense(WeightedKind):
-    """A dense (fully connected) projection. ``flatten=True`` reads a spatial source as a vector."""
+    """A dense (fully connected) projection. ``flatten=True`` reads a spatial source as a vector;
+    ``p`` (connection probability) or ``mask`` make it sparse
+    (:mod:`biofa.circuit.connectivity`)."""
 
     flatten: bool = False
     batch_norm: bool = False
+    p: float = 1.0
+    mask: Any = field(default=None, compare=False, repr=False)
 
     op: ClassVar[str] = "linear"
+
+    def __post_init__(self) -> None:
+        check_connectivity(f"dense(p={self.p!r})", self.p, self.mask)
 
     @property
     def op_type(self) -> type:
@@ -116,6 +124,8 @@ class SeedBatchedDense(ProjectionOp):
         raise TypeError("an op over seeds has no further seed-batched form")
 
 
-def dense(*, flatten: bool = False, batch_norm: bool = False) -> Dense:
+def dense(
+    *, flatten: bool = False, batch_norm: bool = False, p: float = 1.0, mask: Any = None
+) -> Dense:
     """A dense projection (see :class:`Dense`)."""
-    return Dense(flatten, batch_norm)
+    return Dense(flatten, batch_norm, p, mask)

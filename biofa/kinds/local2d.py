@@ -23,7 +23,7 @@ architectures*, NeurIPS 31.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -98,8 +98,7 @@ class Local2dOp(ProjectionOp):
         return torch.einsum("nol,nckl->ockl", g, self._unfold(x)).reshape(weight_shape)
 
 
-def local2d(
-    kernel: int, stride: int = 1, padding: int | None = None, *, batch_norm: bool = False
-) -> Local2d:
-    """A locally connected projection (see :class:`Local2d`)."""
-    return Local2d(kernel, stride, padding, batch_norm)
+def local2d(kernel: int, stride: int = 1, padding: int | None = None, **options: Any) -> Local2d:
+    """A locally connected projection (see :class:`Local2d`); ``options``: ``batch_norm``, ``p``,
+    ``mask`` (keywords, as for :func:`~biofa.kinds.conv2d.conv`)."""
+    return Local2d(kernel, stride, padding, **options)

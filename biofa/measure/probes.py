@@ -1,7 +1,8 @@
 """Per-projection probes of a compiled circuit at a record step, for the Recorder.
 
-Each weighted projection is a slice ``W[:, start:stop]`` of its group's batched weight
-(:class:`~biofa.nn.group.Slice`); the probes hand that slice, the same slice of the rule's
+Each weighted projection is a slice ``W[:, start:stop]`` of its group's batched weight (a block
+``W[r0:r1, c0:c1]`` under population wiring; :class:`~biofa.nn.group.Slice`); the probes hand
+that slice, the same slice of the rule's
 effective feedback and the rule's tensors (:class:`~biofa.measure.registry.ProjectionInputs`) to
 every registered projection metric, and add the values a :class:`~biofa.rules.Probes` rule
 reports for itself. Everything stays on the device (0-d tensors); the Recorder moves it to the
@@ -40,9 +41,7 @@ def projection_metrics(model: CompiledCircuit) -> dict[str, dict[str, Tensor]]:
             probed = sends and isinstance(group.rule, Probes)
             for s in group.slices:
                 inputs = ProjectionInputs(
-                    weight[:, s.start : s.stop],
-                    None if feedback is None else feedback[:, s.start : s.stop],
-                    fb,
+                    s.block(weight), None if feedback is None else s.block(feedback), fb
                 )
                 for m in metrics:
                     value = m.compute(inputs)

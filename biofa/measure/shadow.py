@@ -25,7 +25,9 @@ Per projection ``p: src -> dst`` (a slice ``W[:, a:b]`` of its group's batched w
     output (the activity, after nonlinearity and pooling) of the projection's **source** area,
     over the whole batch -- the error the feedback pathway ``dst -> src`` (plus any other pathway
     into ``src``) delivers, for a direct rule the error it sends straight to ``src``. Projections
-    leaving the input area have none (NaN); projections sharing a source share the value.
+    leaving the input area have none (NaN); projections sharing a source share the value. For a
+    projection from a population, the error at that population (at its activity inside its area,
+    before pooling, when its area computes population by population).
 ``update_angle``
     :math:`\theta(\nabla^\text{rule}_{W_p} L, \nabla_{W_p} L)`: the weight gradient the rule
     produces for the slice ``W_p`` (the local product of the delivered error and the input)
@@ -57,6 +59,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
+from biofa.circuit.wiring import output_spans
 from biofa.measure.registry import ShadowInputs, computed
 from biofa.nn import CompiledCircuit
 
@@ -85,7 +88,8 @@ def frozen_batch_norm(model: nn.Module) -> Iterator[nn.Module]:
 class Gradients:
     """What one backward pass delivered (module docstring)."""
 
-    #: area -> ``dL/dh``, the error arriving at the area's output (``None``: none arrived)
+    #: area (or population of a staged area, ``"area.pop"``) -> ``dL/dh``, the error arriving at
+    #: its output (``None``: none arrived)
     errors: dict[str, Tensor | None]
     #: group key -> ``dL/dW`` of the group's batched weight ``W`` (``None``: none)
     weights: dict[str, Tensor | None]
@@ -94,9 +98,22 @@ class Gradients:
 
 
 def _source_areas(model: CompiledCircuit) -> list[str]:
-    """Areas some weighted projection reads, except the input (which receives no error)."""
-    sources = {s.source for s, _ in model.projection_slices()}
-    return [a for a in model.order[1:] if a in sources and a in model.areas]
+    """Areas some weighted projection reads, except the input (which receives no error), and the
+    populations of staged areas some projection reads."""
+    slices = [s for s, _ in model.projection_slices()]
+    sources = {s.source for s in slices}
+    pops = {f"{s.source}.{s.source_population}" for s in slices if s.source_population != "*"}
+    areas = [a for a in model.order[1:] if a in sources and a in model.areas]
+    staged = [
+        f"{a}.{p}" for a in areas if hasattr(model.areas[a], "taps")
+        for p in model.areas[a].taps if f"{a}.{p}" in pops
+    ]  # fmt: skip
+    return areas + staged
+
+
+def _module(model: CompiledCircuit, name: str):
+    area, _, pop = name.partition(".")
+    return model.areas[area].taps[pop] if pop else model.areas[area]
 
 
 def shadow_backward(
@@ -128,7 +145,7 @@ def shadow_backward(
         stack.enter_context(frozen_batch_norm(model))
         stack.enter_context(parametrize.cached())
         for name in areas:
-            handle = model.areas[name].register_forward_hook(keep(name))
+            handle = _module(model, name).register_forward_hook(keep(name))
             stack.callback(handle.remove)
         # under parametrize.cached() every access returns this same tensor, forward included
         weights = {key: g.weight for key, g in model.groups.items()}
@@ -179,11 +196,26 @@ def shadow_backward(
     return rule, exact
 
 
-def _fb_slice(g: Tensor, weight_shape: torch.Size, start: int, stop: int) -> Tensor:
-    """The projection's part of a feedback pseudo-gradient: its input columns if it has them."""
+def _fb_slice(g: Tensor, weight_shape: torch.Size, s) -> Tensor:
+    """The projection's part of a feedback pseudo-gradient: its block if it has ``W``'s rows and
+    columns, its input columns if it has those."""
     if g.dim() >= 2 and g.shape[0] == weight_shape[0] and g.shape[1] == weight_shape[1]:
-        return g[:, start:stop]
+        return s.block(g)
     return g
+
+
+def _source_error(model: CompiledCircuit, errors: dict, s) -> Tensor | None:
+    """The error at the output of projection slice ``s``'s source (area or population)."""
+    if s.source_population == "*":
+        return errors.get(s.source)
+    name = f"{s.source}.{s.source_population}"
+    if name in errors:
+        return errors[name]
+    error = errors.get(s.source)
+    if error is None:
+        return None
+    span = output_spans(model.circuit, s.source, model.num_classes)[s.source_population]
+    return error[:, span.start : span.stop]
 
 
 def shadow_metrics(
@@ -207,7 +239,7 @@ def shadow_metrics(
             gr, gb = rule.weights.get(key), exact.weights.get(key)
             for s in group.slices:
                 parts = [
-                    _fb_slice(g, gr.shape if gr is not None else g.shape, s.start, s.stop)
+                    _fb_slice(g, gr.shape if gr is not None else g.shape, s)
                     for g in rule.feedback.get(key, [])
                 ] + rule.feedback.get(f"hook:{s.source}", [])
                 update = torch.cat([t.reshape(-1) for t in parts]) if parts else None
@@ -215,17 +247,18 @@ def shadow_metrics(
                     update = update / loss_scale
                 both = gr is not None and gb is not None
                 inputs = ShadowInputs(
-                    rule.errors.get(s.source),  # the error at the source area's output
-                    exact.errors.get(s.source),
-                    gr[:, s.start : s.stop] if both else None,
-                    gb[:, s.start : s.stop] if both else None,
+                    _source_error(model, rule.errors, s),  # the error at the source's output
+                    _source_error(model, exact.errors, s),
+                    s.block(gr) if both else None,
+                    s.block(gb) if both else None,
                     update,
                 )
+                source = f"{s.source}.{s.source_population}"
                 for m in metrics:
                     if set(m.inputs) <= _AREA_ERRORS:  # shared by projections of one source
-                        if (m.name, s.source) not in per_area:
-                            per_area[m.name, s.source] = m.compute(inputs)
-                        value = per_area[m.name, s.source]
+                        if (m.name, source) not in per_area:
+                            per_area[m.name, source] = m.compute(inputs)
+                        value = per_area[m.name, source]
                     else:
                         value = m.compute(inputs)
                     if value is not None:

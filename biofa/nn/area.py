@@ -20,7 +20,7 @@ from biofa.nn.function import CrossNonlinearity, DeliverAreaError, ErrorBus, Gra
 from biofa.nn.seeds import generator
 from biofa.rules import AreaContext, CrossingHook, DeliverError
 
-__all__ = ["ACTIVATIONS", "AreaModule", "HookModule"]
+__all__ = ["ACTIVATIONS", "AreaModule", "HookModule", "pool"]
 
 # "sign": torch.sign, whose derivative is 0 almost everywhere (autograd returns zeros), so only
 # rules that cross it without a derivative (a CrossingHook, e.g. EKDAA) train through it.
@@ -79,11 +79,16 @@ class AreaModule(nn.Module):
             h = CrossNonlinearity.apply(h, self.activation, self.crossing, self.mode)
         elif self.activation is not None:
             h = self.activation(h)
-        pool, k = self.area.pool, self.area.pool_size
-        if pool == "max":
-            h = F.max_pool2d(h, k)
-        elif pool == "avg":
-            h = F.avg_pool2d(h, k)
-        elif pool == "global_avg":
-            h = h.mean(dim=(2, 3))
-        return h
+        return pool(h, self.area)
+
+
+def pool(h: Tensor, area: Area) -> Tensor:
+    """``area``'s pooling of its activity ``h``."""
+    kind, k = area.pool, area.pool_size
+    if kind == "max":
+        h = F.max_pool2d(h, k)
+    elif kind == "avg":
+        h = F.avg_pool2d(h, k)
+    elif kind == "global_avg":
+        h = h.mean(dim=(2, 3))
+    return h

@@ -8,8 +8,10 @@ plain op; its backward computes
     \\nabla W = \\mathrm{op.weight\\_grad}(x, \\delta_{out}), \\quad
     \\nabla b = \\textstyle\\sum \\delta_{out}
 
-with ``B_eff = rule.effective_feedback(W, fb)``, and returns the rule's pseudo-gradients as the
-gradients of the feedback tensors, which come in as inputs of ``apply``. For a conv the three are
+with ``B_eff = rule.effective_feedback(W, fb)`` -- times the group's feedback mask ``M_B`` when it
+has one (the synapses that exist and, for a pathway to or from a population, those that carry its
+error; :mod:`biofa.nn.group`) -- and returns the rule's pseudo-gradients as the gradients of the
+feedback tensors, which come in as inputs of ``apply``. For a conv the three are
 ONE ``aten.convolution_backward`` call with ``B_eff`` in the weight slot: the weight gradient does
 not depend on the weight's values, so a feedback rule costs exactly backprop's arithmetic.
 
@@ -61,7 +63,7 @@ __all__ = [
     "project",
 ]
 
-_FEEDBACK = 8  # index of the first feedback tensor among ProjectionFunction.forward's arguments
+_FEEDBACK = 9  # index of the first feedback tensor among ProjectionFunction.forward's arguments
 
 
 class GradientMode:
@@ -100,7 +102,9 @@ class ProjectionFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, weight, bias, op, rule, send_error: bool, mode, names: tuple[str, ...], *fb):
+    def forward(
+        x, weight, bias, op, rule, send_error: bool, mode, names: tuple[str, ...], fmask, *fb
+    ):
         dtype = _autocast_dtype(x)
         if dtype is None:  # no autocast context to leave: saves ~10% of the Function's overhead
             return op.forward(x, weight, bias)
@@ -110,16 +114,17 @@ class ProjectionFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias, op, rule, send_error, mode, names, *fb = inputs
+        x, weight, bias, op, rule, send_error, mode, names, fmask, *fb = inputs
         dtype = _autocast_dtype(x)
         if dtype is not None:  # save x as forward used it (as autocast would); usually a no-op,
             x = _as(x, dtype)  # since under autocast the previous area's output is already cast
-        ctx.save_for_backward(x, weight, *fb)
+        ctx.has_mask = fmask is not None
+        ctx.save_for_backward(x, weight, *fb, *([fmask] if fmask is not None else []))
         ctx.op, ctx.rule, ctx.names, ctx.send_error, ctx.mode = op, rule, names, send_error, mode
         ctx.has_bias = bias is not None
 
     @staticmethod
-    def vmap(info, in_dims, x, weight, bias, op, rule, send_error, mode, names, *fb):
+    def vmap(info, in_dims, x, weight, bias, op, rule, send_error, mode, names, fmask, *fb):
         """Every tensor with its seed dimension first, then ONE application with the op's
         seed-batched form and the rule vmapped per seed (:class:`PerSeed`)."""
         k = info.batch_size
@@ -130,15 +135,18 @@ class ProjectionFunction(torch.autograd.Function):
             return t.movedim(dim, 0) if dim is not None else t.unsqueeze(0).expand(k, *t.shape)
 
         x, weight, bias = front(x, in_dims[0]), front(weight, in_dims[1]), front(bias, in_dims[2])
+        fmask = front(fmask, in_dims[_FEEDBACK - 1])
         fb = [front(t, d) for t, d in zip(fb, in_dims[_FEEDBACK:])]
         y = ProjectionFunction.apply(
-            x, weight, bias, op.seed_batched(), PerSeed(rule, op), send_error, mode, names, *fb
-        )
+            x, weight, bias, op.seed_batched(), PerSeed(rule, op), send_error, mode, names, fmask,
+            *fb,
+        )  # fmt: skip
         return y, 0
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, *fb_list = ctx.saved_tensors
+        fmask = fb_list.pop() if ctx.has_mask else None
         fb = dict(zip(ctx.names, fb_list))
         dtype = grad_out.dtype
         exact = ctx.mode.exact
@@ -149,10 +157,12 @@ class ProjectionFunction(torch.autograd.Function):
             n for n, need in zip(ctx.names, ctx.needs_input_grad[_FEEDBACK:]) if need and not exact
         ]
         gx = None
-        if need_x and not exact and isinstance(ctx.rule, CustomErrorPath):
+        if need_x and not exact and fmask is None and isinstance(ctx.rule, CustomErrorPath):
             gx = ctx.rule.error_through(grad_out, weight, fb, ctx.op, tuple(x.shape))
         send = need_x and not exact and gx is None
         feedback = ctx.rule.effective_feedback(weight, fb) if send else weight
+        if send and fmask is not None:
+            feedback = feedback * _as(fmask, feedback.dtype)
         x = _as(x, dtype)
         gx_op, gw, gb = ctx.op.grads(
             grad_out, x, _as(feedback, dtype),
@@ -167,6 +177,7 @@ class ProjectionFunction(torch.autograd.Function):
             gx,
             _as(gw, weight.dtype) if need_w else None,
             _as(gb, weight.dtype) if need_b else None,
+            None,
             None,
             None,
             None,
@@ -192,8 +203,10 @@ def project(
     feedback: dict[str, Tensor],
     mode: GradientMode,
     send_error: bool = True,
+    feedback_mask: Tensor | None = None,
 ) -> Tensor:
-    """Apply ``op`` with ``rule``'s feedback (see :class:`ProjectionFunction`).
+    """Apply ``op`` with ``rule``'s feedback (see :class:`ProjectionFunction`), masked by
+    ``feedback_mask`` on the way back when given.
 
     Fast path: a projection whose rule is a :class:`~biofa.rules.NativeBackward` (backprop: the
     feedback is ``W``, no tensors) and that sends its error back is the plain op under native
@@ -201,11 +214,11 @@ def project(
     ~0.3 ms of host time per projection and step, which is most of a small network's step on a
     GPU; ``docs/benchmarks.md``).
     """
-    if send_error and not feedback and isinstance(rule, NativeBackward):
+    if send_error and not feedback and feedback_mask is None and isinstance(rule, NativeBackward):
         return op.forward(x, weight, bias)
     names = tuple(feedback)
     return ProjectionFunction.apply(
-        x, weight, bias, op, rule, send_error, mode, names, *feedback.values()
+        x, weight, bias, op, rule, send_error, mode, names, feedback_mask, *feedback.values()
     )
 
 

@@ -26,7 +26,8 @@ The two here act on the forward pathway of a whole :class:`~biofa.nn.compiler.Co
 
 ``p`` is each *projection*, not each batched group: a group concatenates projections into one
 area along the weight's input dimension (:class:`~biofa.nn.compiler.ProjectionGroup`), and batching
-must not change the maths, so norms are taken over each projection's slice ``W[:, start:stop]``.
+must not change the maths, so norms are taken over each projection's slice ``W[:, start:stop]``
+(under population wiring its block ``W[r0:r1, c0:c1]``, :mod:`biofa.rules.blocks`).
 
 Moskovitz, T. H., Litwin-Kumar, A. & Abbott, L. F. (2018), *Feedback alignment in deep
 convolutional networks*, arXiv:1812.06488 (FA-uSF Const.: 51.2% top-1 on ImageNet).
@@ -37,6 +38,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+
+from biofa.rules.blocks import block_matrix, entry_sumsq
 
 __all__ = ["FixedNorm", "hold_weight_norms", "normalize_gradients", "projection_norms"]
 
@@ -72,14 +75,29 @@ class FixedNorm(nn.Module):
 
     def __init__(self, weight: Tensor, slices) -> None:
         super().__init__()
-        segments = _segments(slices, weight.shape[1]).to(weight.device, weight.dtype)
+        rows = weight.shape[0]
+        self.blocks = any(s.row_start != 0 or s.row_stop not in (-1, rows) for s in slices)
+        if self.blocks:
+            stops = [rows if s.row_stop == -1 else s.row_stop for s in slices]
+            spec = [(s.row_start, r1, s.start, s.stop) for s, r1 in zip(slices, stops, strict=True)]
+            segments = block_matrix(tuple(weight.shape), spec).to(weight.device, weight.dtype)
+        else:
+            segments = _segments(slices, weight.shape[1]).to(weight.device, weight.dtype)
         self.register_buffer("segments", segments, persistent=False)
-        self.register_buffer("target", projection_norms(weight.detach(), segments).to(weight.dtype))
+        self.register_buffer("target", self._norms(weight.detach()).to(weight.dtype))
+
+    def _norms(self, u: Tensor) -> Tensor:
+        if not self.blocks:
+            return projection_norms(u, self.segments)
+        sq = entry_sumsq(u)
+        return torch.sqrt(sq @ self.segments.to(sq.dtype))
 
     def forward(self, u: Tensor) -> Tensor:
-        norms = projection_norms(u, self.segments)
+        norms = self._norms(u)
         factor = self.target.to(norms.dtype) / norms.clamp_min(torch.finfo(norms.dtype).tiny)
         per_column = self.segments.to(factor.dtype) @ factor
+        if self.blocks:
+            return u * per_column.to(u.dtype).view(*u.shape[:2], *([1] * (u.dim() - 2)))
         return u * per_column.to(u.dtype).view(_column_shape(u))
 
 
@@ -127,7 +145,7 @@ def normalize_gradients(model: nn.Module, eps: float = 1e-12) -> None:
         if leaf.grad is None:
             continue
         for sl in group.slices:
-            part = leaf.grad[:, sl.start : sl.stop]
+            part = sl.block(leaf.grad)
             part.div_(torch.linalg.vector_norm(part).clamp_min(eps))
     for p in model.forward_parameters():
         if id(p) not in done and p.grad is not None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 from biofa.rules import _base
 from biofa.rules._base import *  # noqa: F403  (the contract: rule types, capabilities, signals)
 from biofa.rules.registry import accepted_options, available, create, describe, get, register
-from biofa.rules.resolve import check, resolve, used_by
+from biofa.rules.resolve import assign, check, resolve, used_by
 
 __all__ = [
     *_base.__all__,
     "accepted_options",
+    "assign",
     "available",
     "check",
     "create",

@@ -108,8 +108,11 @@ class FeedbackContext:
     population of that unit/channel: +1 E, -1 I, 0 Units) and ``in_signs`` one per index of ``W``'s
     input dimension (the source populations' signs, repeated over positions for a flattening
     dense projection). ``slices`` lists ``(projection, start, stop)``: where each batched
-    projection sits along ``W``'s input dimension. ``fan_in`` is the number of inputs per output
-    unit (the kind's, e.g. ``in * k * k`` for a convolution), ``op`` the projection's op.
+    projection sits along ``W``'s input dimension, and ``blocks`` ``(projection, row_start,
+    row_stop, start, stop)``: where it sits in ``W`` (population wiring: projections into
+    different populations of the upper area may share columns). ``fan_in`` is the number of
+    inputs per output unit (the kind's, e.g. ``in * k * k`` for a convolution), ``op`` the
+    projection's op.
     ``init`` is the circuit's initialisation convention and ``fan_out`` the weight's fan-out as
     torch counts it (``out * k * k`` for a convolution): random feedback tensors are drawn with
     them (:func:`biofa.rules.initializers.draw_like`).
@@ -125,6 +128,13 @@ class FeedbackContext:
     op: ProjectionOp
     init: str = "he_normal"
     fan_out: int = 0
+    blocks: tuple[tuple[str, int, int, int, int], ...] = ()
+
+    @property
+    def row_blocks(self) -> bool:
+        """Whether some projection covers only some of ``W``'s rows (population wiring)."""
+        rows = len(self.out_signs)
+        return any((r0, r1) != (0, rows) for _, r0, r1, _, _ in self.blocks)
 
 
 @dataclass(frozen=True)

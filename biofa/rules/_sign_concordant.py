@@ -39,12 +39,15 @@ recomputed from the current ``W`` in every backward pass (the sign follows ``W``
     step, so ``||B_p||_F = ||W_p||_F`` always: Moskovitz et al.'s "SN" read as "sign-concordant
     feedback normalised to the forward weights' norm".
 
-  ``kappa`` of ``"init"`` and ``"sn"`` is defined **per projection** ``p``, not per batched group:
-  a group concatenates several projections into one area along ``W``'s input dimension
-  (:class:`biofa.nn.compiler.ProjectionGroup`) and batching must not change the maths, so each
-  projection's slice ``W[:, start:stop]`` is normalised on its own (``W_p`` means that slice; for
-  a conv kernel all of its entries). ``"biotorch"`` and ``"xiao"`` use the fans of the group's
-  weight, the weight the compiler draws (and BioTorch's one layer).
+  ``kappa`` is defined **per projection** ``p``, not per batched group: a group concatenates several
+  projections into one area along ``W``'s input dimension
+  (:class:`biofa.nn.compiler.ProjectionGroup`)
+  and batching must not change the maths, so each projection's slice ``W[:, start:stop]`` is
+  normalised on its own (``W_p`` means that slice; for a conv kernel all of its entries). Under
+  population wiring a projection is a block ``W[r0:r1, c0:c1]`` (``FeedbackContext.blocks``), and
+  ``W_p`` is that block; masked synapses are zero in ``W``, hence in ``sign(W)`` and ``B``.
+  ``"biotorch"`` and ``"xiao"`` use the fans of the group's weight, the weight the compiler
+  draws (and BioTorch's one layer).
 
 Rule state lives in fixed (non-learned) feedback tensors, so ``state_dict`` checkpoints it and DDP
 broadcasts it: ``kappa`` (``"init"``; one value per input column of ``W``), ``segments``
@@ -67,6 +70,7 @@ import torch
 from torch import Tensor
 
 from biofa.rules._base import Feedback, FeedbackContext, FeedbackRule
+from biofa.rules.blocks import block_matrix, blocks_of, entry_sumsq
 
 NORMS = ("none", "init", "sn", "biotorch", "xiao")
 MAGNITUDES = ("half_normal", "uniform")
@@ -164,9 +168,20 @@ class SignConcordantRule(FeedbackRule):
         self, weight: Tensor, generator: torch.Generator, context: FeedbackContext
     ) -> dict[str, Feedback]:
         slices = slices_of(weight, context)
+        blocks = blocks_of(weight, context)
         fb = self.init_magnitudes(weight, generator)
         norm = self.options["norm"]
-        if norm == "init":
+        if norm == "init" and blocks is not None:
+            kappa = torch.zeros(weight.shape[:2], dtype=torch.float64)
+            w = weight.detach().double()
+            for r0, r1, c0, c1 in blocks:
+                part = w[r0:r1, c0:c1]
+                kappa[r0:r1, c0:c1] = torch.sqrt(part.pow(2).sum() / part.numel())
+            fb["kappa"] = Feedback(kappa.to(weight.dtype).to(weight.device))
+        elif norm == "sn" and blocks is not None:
+            s = block_matrix(tuple(weight.shape), blocks)
+            fb["block_segments"] = Feedback(s.to(weight.device, weight.dtype))
+        elif norm == "init":
             sumsq = column_sumsq(weight.double())
             kappa = torch.empty(weight.shape[1], dtype=torch.float64)
             for start, stop in slices:
@@ -182,15 +197,16 @@ class SignConcordantRule(FeedbackRule):
         c = float(self.options.get("concordance", 1.0))
         if c < 1.0:
             flip = torch.ones(weight.shape, dtype=torch.int8)
-            for start, stop in slices:
-                part = flip[:, start:stop]
+            rows = weight.shape[0]
+            for r0, r1, start, stop in blocks or [(0, rows, a, b) for a, b in slices]:
+                part = flip[r0:r1, start:stop]
                 n = part.numel()
                 k = int(round((1.0 - c) * n))
                 chosen = torch.randperm(n, generator=generator)[:k]
                 # row-major positions of the slice (dims: out, in-slice, kh, kw)
                 view = torch.ones(n, dtype=torch.int8)
                 view[chosen] = -1
-                flip[:, start:stop] = view.view(part.shape)
+                flip[r0:r1, start:stop] = view.view(part.shape)
             fb["flip"] = Feedback(flip.to(weight.device))
         return fb
 
@@ -203,8 +219,19 @@ class SignConcordantRule(FeedbackRule):
             b = b * fb["flip"].to(b.dtype)
         factor = self.options["scale"] * self.sigma
         norm = self.options["norm"]
-        if norm in ("init", "biotorch", "xiao"):
+        if norm == "init" and fb["kappa"].dim() == 2:  # per block of population wiring
+            kappa = fb["kappa"].to(b.dtype) * factor
+            b = b * kappa.view(*kappa.shape, *([1] * (weight.dim() - 2)))
+        elif norm in ("init", "biotorch", "xiao"):
             b = b * (fb["kappa"].to(b.dtype) * factor).view(column_shape(weight))
+        elif norm == "sn" and "block_segments" in fb:
+            segments = fb["block_segments"]
+            w_sq = entry_sumsq(weight)
+            w_sq = w_sq @ segments.to(w_sq.dtype)
+            b_sq = entry_sumsq(b) @ segments.to(w_sq.dtype)
+            kappa = torch.sqrt(w_sq / b_sq.clamp_min(torch.finfo(b_sq.dtype).tiny))
+            per_entry = segments.to(kappa.dtype) @ (kappa * factor)
+            b = b * per_entry.to(b.dtype).view(*weight.shape[:2], *([1] * (weight.dim() - 2)))
         elif norm == "sn":
             segments = fb["segments"]
             w_sq, b_sq = projection_sumsq(weight, segments), projection_sumsq(b, segments)

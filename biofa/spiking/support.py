@@ -24,7 +24,14 @@ def check_supported(model: CompiledCircuit, max_neurons: int = 5000) -> None:
     ``max_neurons`` bounds the neurons of one copy of the network (forward and error populations).
     """
     circuit = model.circuit
-    problems: list[str] = []
+    problems: list[str] = _population_level(model)
+    if problems:  # said alone: the rest of the translation assumes area-to-area projections
+        raise ValueError(
+            f"circuit {circuit.name!r} cannot be translated to spiking neurons yet: "
+            + "; ".join(problems)
+            + " (the Brian2 back-end translates area-to-area circuits; population-level "
+            "circuits are not supported yet)"
+        )
     for p in circuit.projections:
         if not isinstance(p.kind, Dense):
             problems.append(
@@ -62,6 +69,26 @@ def check_supported(model: CompiledCircuit, max_neurons: int = 5000) -> None:
             + "; ".join(problems)
             + f". ({SUPPORTED})"
         )
+
+
+def _population_level(model: CompiledCircuit) -> list[str]:
+    """What makes a circuit population-level, which the translation does not handle yet."""
+    circuit, problems = model.circuit, []
+    for p in circuit.projections:
+        if p.within:
+            problems.append(f"projection {p.name!r} is within area {p.source_area!r}")
+        elif p.source_population or p.target_population:
+            problems.append(f"projection {p.name!r} connects populations")
+        if p.divisive:
+            problems.append(f"projection {p.name!r} inhibits divisively (mode={p.mode!r})")
+        if getattr(p.kind, "p", 1.0) != 1.0 or getattr(p.kind, "mask", None) is not None:
+            problems.append(f"projection {p.name!r} is sparse (a connectivity mask)")
+    staged = [n for n, a in model.areas.items() if getattr(a, "staged", False)]
+    if staged and not problems:
+        problems.append(f"areas {staged} compute population by population")
+    if any(pw.lower.count(".") or pw.upper.count(".") for pw in circuit.pathways):
+        problems.append("a feedback pathway targets a population")
+    return problems
 
 
 def _neurons(model: CompiledCircuit) -> int:

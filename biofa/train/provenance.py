@@ -33,7 +33,8 @@ FEEDBACK_RULE = "rule of the feedback pathway that sends this projection's error
 
 def projection_labels(model: CompiledCircuit) -> list[dict[str, str]]:
     """The labels of each projection of ``model`` (its slices): ``projection``, ``source``,
-    ``target``, ``op`` and ``feedback_rule`` (module docstring)."""
+    ``target``, ``op``, ``source_population``, ``target_population`` (``"*"``: the whole
+    area) and ``feedback_rule`` (module docstring)."""
     pathways = rules.resolve(model.circuit)
     direct = {p.lower: p.rule for p in pathways if issubclass(rules.get(p.rule), DirectRule)}
     return [
@@ -42,7 +43,11 @@ def projection_labels(model: CompiledCircuit) -> list[dict[str, str]]:
             "source": s.source,
             "target": s.target,
             "op": s.op,
-            "feedback_rule": direct.get(s.source, group.rule.name),
+            "source_population": s.source_population,
+            "target_population": s.target_population,
+            "feedback_rule": direct.get(
+                f"{s.source}.{s.source_population}", direct.get(s.source, group.rule.name)
+            ),
         }
         for s, group in model.projection_slices()
     ]

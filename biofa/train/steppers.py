@@ -106,8 +106,8 @@ class Stepper(abc.ABC):
         """Restore every run from its :meth:`run_state` (one per run, in order)."""
 
     def after_step(self, step: int, seeds: Sequence[int]) -> None:
-        """The rules' :class:`~biofa.rules.AfterStep` hooks of every run."""
-        if any(isinstance(g.rule, rules.AfterStep) for g in self.models[0].groups.values()):
+        """The rules' :class:`~biofa.rules.AfterStep` hooks and sign clamping of every run."""
+        if self.models[0].steps_after:
             for model, seed in zip(self.models, seeds, strict=True):
                 model.after_step(step, seed)
 
