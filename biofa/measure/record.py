@@ -4,8 +4,8 @@ Schema of the file (DESIGN section 6)::
 
     coords  rule, seed, <each swept key>   length-1 dims, so xr.combine_by_coords stacks a sweep
             step (dim), epoch (on step)     optimiser step of each record
-            projection (dim), source, target, op, <each further label> (on projection) (``source_population``,
-            ``target_population``: ``"*"`` for every population of the area)
+            projection (dim), source, target, op, <each further label> (on projection:
+            feedback_rule, source_population, target_population; ``"*"``: the whole area)
     vars    <run metric>(rule, seed, ..., step)                    float64, NaN where not recorded
             <projection metric>(rule, seed, ..., step, projection)  float64
             run_config(rule, seed, ...)                             resolved config, JSON string
@@ -300,9 +300,6 @@ class Recorder:
         )
         for key, col in self.labels.items():
             long_name = self._long_names[key]
-            coords[key] = ("projection", np.array(col, dtype=str), {"long_name": long_name})
-        for key, col in self.labels.items():
-            long_name = _LABELS.get(key, key.replace("_", " "))
             coords[key] = ("projection", np.array(col, dtype=str), {"long_name": long_name})
         data: dict[str, Any] = {}
         for name, col in self._run.items():

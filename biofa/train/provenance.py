@@ -96,5 +96,9 @@ def run_recorder(
             "torch_version": torch.__version__,
             "data": train.data,
         },
-        label_long_names={"feedback_rule": FEEDBACK_RULE},
+        label_long_names={
+            "feedback_rule": FEEDBACK_RULE,
+            "source_population": "source population ('*': every population of the area)",
+            "target_population": "target population ('*': every population of the area)",
+        },
     )
