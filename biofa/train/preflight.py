@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from biofa.circuit import Circuit
 from biofa.circuit.kind import WeightedKind
 from biofa.circuit.validation import infer_shapes
+from biofa.circuit.wiring import populations_of
 from biofa.data import DataSource
 from biofa.data import load as load_data
 from biofa.nn import compile
@@ -65,10 +66,12 @@ def memory_needed(
     for p in circuit.projections:
         if not isinstance(p.kind, WeightedKind):
             continue
-        source = shapes[p.source].out
-        target = shapes[p.target].pre
-        columns = source[0] * p.kind.columns_per_channel(source)
-        weights += math.prod(p.kind.weight_shape(target[0], columns, target))
+        source = shapes[p.source_area].out
+        target = shapes[p.target_area].pre
+        columns = _channels(circuit, p.source_area, p.source_population, source, num_classes)
+        columns *= p.kind.columns_per_channel(source)
+        rows = _channels(circuit, p.target_area, p.target_population, target, num_classes)
+        weights += math.prod(p.kind.weight_shape(rows, columns, target))
     activations = sum(math.prod(shapes[a].out) for a in circuit.areas if a in shapes)
     states = _OPTIMIZER_STATES.get(train.optimizer, 1)
     if train.optimizer in ("sgd", "manhattan") and not train.momentum:
@@ -80,6 +83,14 @@ def memory_needed(
         activations=activations,
         activation_bytes=activations * batch * runs * per_number * 2,
     )
+
+
+def _channels(circuit: Circuit, area: str, population: str | None, shape, num_classes: int) -> int:
+    """Channels of ``area`` (``shape``) that ``population`` (``None``: all of them) has."""
+    if population is None:
+        return shape[0]
+    sizes = {q.name: q.size for q in populations_of(circuit.areas[area], num_classes)}
+    return sizes.get(population, shape[0])
 
 
 def available_memory(device: torch.device) -> int | None:
