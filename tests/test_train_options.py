@@ -86,7 +86,8 @@ def test_validation_and_subsets_work_with_batched_seeds(tmp_path):
 
 def _exploding(stepper_class, after: int, seeds=(0,)):
     """``stepper_class.step`` reporting a loss of 1e26 (finite: what an exploded net's
-    cross-entropy looks like) from step ``after`` on, for the runs at ``seeds`` (positions)."""
+    cross-entropy looks like) and no correct answer from step ``after`` on, for the runs at
+    ``seeds`` (positions)."""
     real = stepper_class.step
     count = [0]
 
@@ -97,6 +98,7 @@ def _exploding(stepper_class, after: int, seeds=(0,)):
             scale = torch.ones_like(losses)
             scale[list(seeds)] = 1e26
             losses = losses * scale
+            hits = torch.where(scale > 1, torch.zeros_like(hits), hits)
         return losses, hits, n
 
     return step
@@ -112,6 +114,19 @@ def test_a_finite_but_exploded_loss_is_flagged_diverged(tmp_path, monkeypatch):
         loss = ds.loss.squeeze()
         assert loss.step.values.tolist() == [5, 10]  # stopped at the record step that saw it
         assert np.isfinite(loss.values).all() and float(loss.sel(step=10)) > 1e4
+
+
+def test_a_huge_loss_of_a_run_that_still_learns_is_not_diverged(tmp_path, monkeypatch):
+    real = SingleStepper.step
+
+    def step(self, x, y):  # the loss of a few wildly wrong answers, most answers right
+        losses, hits, n = real(self, x, y)
+        return losses * 1e26, torch.full_like(hits, float(n)), n
+
+    monkeypatch.setattr(SingleStepper, "step", step)
+    path = fit(small_ei_cnn(), TRAIN.replace(epochs=1), out=tmp_path / "r.nc")
+    with xr.open_dataset(path) as ds:
+        assert ds.attrs["status"] == "complete"
 
 
 def test_the_divergence_check_can_be_turned_off(tmp_path, monkeypatch):

@@ -129,6 +129,7 @@ def _stored(path: Path) -> tuple[dict | None, str, str]:
     try:
         with xr.open_dataset(path) as ds:
             config = json.loads(str(ds["run_config"].values.reshape(-1)[0]))
+            config.pop("feedback", None)  # derived from the circuit by the recorder
             return config, str(ds.attrs.get("spec_sha256", "")), str(ds.attrs.get("status", ""))
     except Exception:  # noqa: BLE001 - anything unreadable is "not a biofa run file"
         return None, "", ""

@@ -75,7 +75,8 @@ def open_runs(
         with a warning, as are files that fail to open (truncated, not netCDF).
     mixed
         What to do with runs of different circuits or data sets (the ``circuit`` and ``data``
-        attributes, unless one is a run coordinate, i.e. swept): ``"raise"`` (a ``ValueError``
+        attributes, unless one is a run coordinate, i.e. swept, or every file comes from the same
+        spec file, ``spec_sha256``, whose sweep may choose them): ``"raise"`` (a ``ValueError``
         naming the files of each), ``"warn"`` (combine them, with that message as a warning) or
         ``"allow"`` (combine them).
 
@@ -172,6 +173,9 @@ def _identity(ds: xr.Dataset) -> dict[str, str]:
 
 
 def _check_mixed(datasets: list[xr.Dataset], files: list[Path], mixed: str) -> None:
+    specs = {str(ds.attrs.get("spec_sha256", "")) for ds in datasets}
+    if len(specs) == 1 and "" not in specs:  # one spec's sweep: a swept key may pick the circuit
+        return
     run_dims = set(datasets[0]["run_config"].dims)
     groups: dict[tuple, list[Path]] = {}
     for ds, file in zip(datasets, files, strict=True):

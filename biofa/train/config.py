@@ -83,8 +83,13 @@ class Train:
     checkpoint_every
         Write a checkpoint every this many steps (0: only when SIGINT/SIGTERM stops the run).
         ``--resume`` continues from it; with 0 it is removed when the run completes.
-        if not self.diverge_loss >= 0:
-            raise ValueError(f"Train.diverge_loss must be >= 0, got {self.diverge_loss!r}")
+    diverge_loss
+        A run whose mean training loss over a record window (``record_every`` steps) exceeds this
+        while its training accuracy in that window is within 1.5x chance is stopped as diverged,
+        like one whose loss is NaN/inf: its file's status is ``"diverged: ..."``, not
+        ``"complete"`` (cross-entropy at chance is ``ln C``, 2.3 for 10 classes; only logits of
+        order 1e4 reach the default; a net that still learns can have a huge loss from a few
+        wildly wrong answers, and is not stopped). 0 turns the check off.
     compile
         Wrap the compiled circuit in ``torch.compile`` (GPU fast path).
     """

@@ -38,6 +38,7 @@ from biofa.nn.declaration import fingerprint
 from biofa.nn.seeds import derive_seed
 from biofa.train import checkpoint, datasets, distributed
 from biofa.train.config import Train
+from biofa.train.divergence import Diverged, diverged_message, exploded
 from biofa.train.interrupt import Interrupted, StopRequests
 from biofa.train.optim import lr_factor, set_weight_decay
 from biofa.train.preflight import check_batch, check_memory
@@ -48,10 +49,6 @@ from biofa.train.steppers import SeedBatchedStepper, SingleStepper, autocast, ba
 __all__ = ["Diverged", "Interrupted", "Run", "fit", "resolve_device"]
 
 log = logging.getLogger(__name__)
-
-
-class Diverged(RuntimeError):
-    """The loss became NaN or infinite; what was recorded before is in the output file."""
 
 
 @dataclass
@@ -286,15 +283,12 @@ def fit(
                         recorders[k].record(step, epoch, values, probes)
                     summary.update(loss=float(loss_sum.mean() / seen),
                                    train=float(correct.mean() / seen))  # fmt: skip
-                    for k, mean in enumerate((loss_sum / seen).tolist()):  # finite but exploded
-                        if live[k] and train.diverge_loss and mean > train.diverge_loss:
-                            give_up(
-                                k,
-                                step,
-                                epoch,
-                                f"mean training loss {mean:.3g} > "
-                                f"Train.diverge_loss={train.diverge_loss:g} at step {step}",
-                            )
+                    for k, (mean, hit) in enumerate(zip((loss_sum / seen).tolist(),
+                                                         (correct / seen).tolist())):  # fmt: skip
+                        if live[k] and exploded(train, mean, hit, data.num_classes):
+                            give_up(k, step, epoch, f"mean training loss {mean:.3g} > "
+                                    f"Train.diverge_loss={train.diverge_loss:g} and training "
+                                    f"accuracy {hit:.1%} near chance at step {step}")  # fmt: skip
                     bar.set_postfix(loss=f"{summary['loss']:.4g}", refresh=False)
                     loss_sum, correct, seen = zeros.clone(), zeros.clone(), 0
                     if not any(live) or (k_runs == 1 and not live[0]):
@@ -340,7 +334,7 @@ def fit(
             if main and run.checkpoint.exists() and not train.checkpoint_every:
                 run.checkpoint.unlink()
     if diverged:
-        raise Diverged(_diverged_message(diverged, runs))
+        raise Diverged(diverged_message(diverged, runs))
     return paths[0] if seeds is None else paths
 
 
@@ -372,21 +366,6 @@ def _runs(train, out, coords, run_config, attrs, seeds) -> list[Run]:
                                for n in ("coords", "run_config", "attrs")))  # fmt: skip
         for k, s in enumerate(seeds)
     ]  # fmt: skip
-
-
-def _diverged_message(diverged: list[tuple[int, int, int, str]], runs: list[Run]) -> str:
-    if len(runs) == 1:
-        (_, _, epoch, why), out = diverged[0], runs[0].out
-        return (
-            f"diverged: {why} (epoch {epoch}); stopped. Metrics recorded before it are kept in "
-            f"{out}"
-        )
-    which = "; ".join(f"seed {runs[k].seed}: {why} ({runs[k].out})"
-                      for k, _, _, why in diverged)  # fmt: skip
-    return (
-        f"{len(diverged)} of {len(runs)} seeds diverged: {which}; every file is written (the "
-        "others completed)"
-    )
 
 
 def _log_epoch(summary: dict[str, float], epoch: int, epochs: int, seconds: float) -> None:
