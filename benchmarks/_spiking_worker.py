@@ -82,7 +82,7 @@ def run_biofa(args) -> dict:
     os.environ["BIOFA_CACHE"] = args.cache
     torch.set_num_threads(1)
     data = load(args.data)
-    model = compile(circuit(), input_shape=data.input_shape, num_classes=10, seed=0)
+    model = compile(circuit(args.circuit), input_shape=data.input_shape, num_classes=10, seed=0)
     model.load_state_dict(torch.load(args.model, weights_only=True))
     model.eval()
     import brian2
@@ -207,6 +207,7 @@ def main(argv=None) -> int:
     b.add_argument("--model", required=True)
     b.add_argument("--data", required=True)
     b.add_argument("--cache", required=True)
+    b.add_argument("--circuit", default="ei", help="spiking_validation.circuit's name")
     b.add_argument("--images", type=int, default=1000)
     b.add_argument("--duration", type=float, default=0.1)
     b.add_argument("--copies", type=int, default=100)

@@ -3,9 +3,13 @@
     python benchmarks/spiking_validation.py                  # cpp_standalone and numpy, 3 reps
     python benchmarks/spiking_validation.py --quick          # smoke test (numpy, 100 images)
     python benchmarks/spiking_validation.py --targets cpp_standalone --reps 5
+    python benchmarks/spiking_validation.py --circuits populations
 
-The circuit is 784-(E 100 + I 25)-10 LIF with its feedback pathway, trained one epoch with
-feedback alignment; every image is shown for 100 ms, 100 copies side by side. Each measurement
+Two circuits (``--circuits``, both by default), trained one epoch with feedback alignment:
+``ei``, today's 784-(E 100 + I 25)-10 LIF with its feedback pathway, and ``populations``, the
+same sizes wired population to population (local PV interneurons on 20 % of the pixels,
+inhibiting half of the pyramidal cells, which alone are read out; forward only). Every image is
+shown for 100 ms, 100 copies side by side. Each measurement
 is a fresh process, as a user's script is (``_spiking_worker.py``; imports and loading the inputs
 not timed), and the rows of one repetition are interleaved (biofa cold, plain cold, biofa warm,
 plain warm, then numpy), so drifts of the machine hit both sides alike:
@@ -56,20 +60,37 @@ DEFAULT_DATA = os.environ.get("BIOFA_MNIST", "/work/shared/data/mnist-png.zip")
 SETTLE, DT = 0.02, 1e-4  # biofa's defaults, given to the plain script
 
 
-def circuit() -> Circuit:
-    c = Circuit("mnist_ei_spiking")
+def circuit(name: str = "ei") -> Circuit:
+    """``"ei"``: today's 784-(E 100 + I 25)-10, area to area, with its feedback pathway;
+    ``"populations"``: the same sizes wired population to population (``h.pv`` local PV
+    interneurons driven by 20 % of the pixels, inhibiting half of ``h.pyr``; only ``h.pyr`` is
+    read out), translated forward only."""
+    if name not in CIRCUITS:
+        raise ValueError(f"circuit {name!r} is not one of {', '.join(CIRCUITS)}")
+    c = Circuit(f"mnist_{name}_spiking")
     c.input("image", kind="E")
-    c.area("h", E(100), I(25))
-    c.readout("out")
-    c.connect("image", "h", dense(flatten=True))
-    c.connect("h", "out", dense())
+    if name == "ei":
+        c.area("h", E(100), I(25))
+        c.readout("out")
+        c.connect("image", "h", dense(flatten=True))
+        c.connect("h", "out", dense())
+    else:
+        c.area("h", E(100, "pyr"), I(25, "pv"))
+        c.readout("out")
+        c.connect("image", "h.pyr", dense(flatten=True))
+        c.connect("image", "h.pv", dense(flatten=True, p=0.2))
+        c.connect("h.pv", "h.pyr", dense(p=0.5))
+        c.connect("h.pyr", "out", dense())
     c.feedback_everywhere("feedback_alignment")
     return c
 
 
-def train(data, epochs: int, seed: int = 0, max_batches: int | None = None):
+CIRCUITS = ("ei", "populations")
+
+
+def train(data, epochs: int, name: str = "ei", seed: int = 0, max_batches: int | None = None):
     torch.manual_seed(seed)
-    model = compile(circuit(), input_shape=data.input_shape, num_classes=10, seed=seed)
+    model = compile(circuit(name), input_shape=data.input_shape, num_classes=10, seed=seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     for epoch in range(epochs):
         for k, (x, y) in enumerate(data.train_batches(64, seed=seed, epoch=epoch)):
@@ -115,6 +136,7 @@ def worker(args, work: Path, side: str, target: str, kind: str, rep: int) -> dic
     command = [sys.executable, str(HERE / "_spiking_worker.py"), side]
     if side == "biofa":
         command += ["--model", str(work / "model.pt"), "--data", args.data, "--cache", str(folder)]
+        command += ["--circuit", work.name]
         command += ["--images", str(args.images), "--duration", str(args.duration)]
         command += ["--copies", str(args.copies)] + (["--rerun"] if kind == "warm" else [])
     else:
@@ -124,10 +146,11 @@ def worker(args, work: Path, side: str, target: str, kind: str, rep: int) -> dic
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
     row = json.loads(result.read_text())
     row.update(side=side, target=target, kind=kind, rep=rep, process_s=time.perf_counter() - start)
+    row.update(circuit=work.name)
     row.update(images=args.images, images_per_s=args.images / row["simulation_s"])
     print(
-        f"  rep {rep} {target:14s} {kind:4s} {side:5s}: {row['wall_s']:6.1f} s wall, "
-        f"{row['cpu_s']:6.1f} s CPU (load {row['load_average']:.1f})",
+        f"  {work.name:11s} rep {rep} {target:14s} {kind:4s} {side:5s}: "
+        f"{row['wall_s']:6.1f} s wall, {row['cpu_s']:6.1f} s CPU (load {row['load_average']:.1f})",
         flush=True,
     )
     return row
@@ -237,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--targets", default="cpp_standalone,numpy")
+    parser.add_argument("--circuits", default=",".join(CIRCUITS), help="of: " + ", ".join(CIRCUITS))
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -256,34 +280,47 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = load(args.data)
-    start = time.perf_counter()
-    model = train(data, args.epochs, max_batches=100 if args.quick else None)
-    with torch.no_grad():
-        hits = sum(int((model(x).argmax(1) == y).sum()) for x, y in data.test_batches(1000))
-        accuracy = hits / data.n_test
-    print(f"trained in {time.perf_counter() - start:.0f} s: test accuracy {accuracy:.4f}")
-    rows, checks = [], []
+    rows, checks, accuracy = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        torch.save(model.state_dict(), work / "model.pt")
-        export_plain(model, data, args.images, args.duration, args.copies, work / "plain.npz")
-        window = args.duration - SETTLE
-        for rep in range(1, args.reps + 1):
-            for target, kind, side in schedule(args.targets.split(",")):
-                rows.append(worker(args, work, side, target, kind, rep))
-                if side == "plain":  # the two sides' spikes of this repetition
-                    pair = [work / f"{target}-{s}-{kind}-{rep}.npz" for s in ("biofa", "plain")]
-                    check = compare(*(dict(np.load(p)) for p in pair), window)
-                    checks.append({"target": target, "kind": kind, "rep": rep, **check})
+        for name in args.circuits.split(","):
+            circuit(name)  # an unknown name: one line, before anything is trained
+        for name in args.circuits.split(","):
+            start = time.perf_counter()
+            model = train(data, args.epochs, name, max_batches=100 if args.quick else None)
+            with torch.no_grad():
+                batches = data.test_batches(1000)
+                hits = sum(int((model(x).argmax(1) == y).sum()) for x, y in batches)
+                accuracy[name] = hits / data.n_test
+            print(
+                f"{name}: trained in {time.perf_counter() - start:.0f} s, test accuracy "
+                f"{accuracy[name]:.4f}"
+            )
+            work = Path(tmp) / name  # the circuit's folder, named after it (the worker's --circuit)
+            work.mkdir()
+            torch.save(model.state_dict(), work / "model.pt")
+            export_plain(model, data, args.images, args.duration, args.copies, work / "plain.npz")
+            window = args.duration - SETTLE
+            for rep in range(1, args.reps + 1):
+                for target, kind, side in schedule(args.targets.split(",")):
+                    rows.append(worker(args, work, side, target, kind, rep))
+                    if side == "plain":  # the two sides' spikes of this repetition
+                        pair = [work / f"{target}-{s}-{kind}-{rep}.npz" for s in ("biofa", "plain")]
+                        check = compare(*(dict(np.load(p)) for p in pair), window)
+                        checks.append(
+                            {"circuit": name, "target": target, "kind": kind, "rep": rep, **check}
+                        )
     load_avg = os.getloadavg()
     print(
         f"\n{args.images} MNIST test images x {args.duration * 1e3:.0f} ms, {args.copies} copies "
         f"per run, {args.reps} interleaved repetition(s), brian2 {brian2.__version__}, load "
-        f"average {load_avg[0]:.1f} on {os.cpu_count()} cores; median (min-max)\n"
+        f"average {load_avg[0]:.1f} on {os.cpu_count()} cores; median (min-max)"
     )
-    print(table(*summary(rows)), "\n")
-    print(table(*phases(rows)), "\n")
-    print(fidelity_table(checks[0]))
+    for name in args.circuits.split(","):
+        mine = [r for r in rows if r["circuit"] == name]
+        print(f"\n{name} ({circuit(name).name})\n")
+        print(table(*summary(mine)), "\n")
+        print(table(*phases(mine)), "\n")
+        print(fidelity_table(next(c for c in checks if c["circuit"] == name)))
     same = all(c["same"] for c in checks)
     print(f"\nplain and biofa spike alike (every repetition): {'yes' if same else 'NO'}")
     env = {
@@ -293,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
     }
     config = {k: getattr(args, k) for k in ("images", "duration", "copies", "epochs", "reps")}
-    config.update(test_accuracy=accuracy, targets=args.targets, quick=args.quick)
+    config.update(
+        test_accuracy=accuracy, targets=args.targets, circuits=args.circuits, quick=args.quick
+    )
     path = write_json(
         {
             "benchmark": "spiking_validation",
@@ -353,7 +392,8 @@ def fidelity_table(check: dict) -> str:
         "z",
         "biofa vs plain",
     ]
-    return f"({check['target']}, {check['kind']}, rep {check['rep']})\n" + table(headers, lines)
+    where = f"{check['circuit']}, {check['target']}, {check['kind']}, rep {check['rep']}"
+    return f"({where})\n" + table(headers, lines)
 
 
 if __name__ == "__main__":
