@@ -23,6 +23,12 @@ population by a pair of populations ``<pop>.err+`` / ``<pop>.err-`` calibrated o
 direct rule's ``deliver``) connects pair to pair with weights :math:`\\pm B` (``+`` between
 populations of equal polarity). An error population whose area passes its error further down is
 *gated*: its synapses transmit only after its forward twin has fired (:math:`f'(a) = [a > 0]`).
+
+Connections come from the blocks of each projection group (``group.spec.blocks``: a projection's
+source and target population pairs and where they sit in the batched weight), so a circuit wired
+population to population (projections between populations, within-area inhibition, masks) gives
+synapses for exactly the pairs and the synapses it has; the populations of an area computed in
+stages (:class:`~biofa.nn.staged.StagedArea`) are calibrated one by one (:func:`cal_key`).
 """
 
 from __future__ import annotations
