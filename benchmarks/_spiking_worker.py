@@ -128,16 +128,24 @@ def run_biofa(args) -> dict:
         logits=ds.logits_rate_model.values,
         label=ds.label.values,
         prediction=ds.prediction_spiking.values,
-        error_positive=ds.error_rate_positive.values,
-        error_negative=ds.error_rate_negative.values,
-        error_rate_model=ds.delivered_error_rate_model.values,
+        **(  # a circuit translated forward only (population-level) has no error populations
+            {
+                "error_positive": ds.error_rate_positive.values,
+                "error_negative": ds.error_rate_negative.values,
+                "error_rate_model": ds.delivered_error_rate_model.values,
+            }
+            if "error_rate_positive" in ds
+            else {}
+        ),
     )
     out["validation"] = {
         "rate_correlation": [round(float(v), 4) for v in ds.rate_correlation],
         "class_agreement": float(ds.class_agreement),
         "accuracy_rate_model": float(ds.accuracy_rate_model),
         "accuracy_spiking": float(ds.accuracy_spiking),
-        "error_correlation": float(ds.error_correlation.max()),
+        "error_correlation": (
+            float(ds.error_correlation.max()) if "error_correlation" in ds else None
+        ),
         "input_rate_hz": float(ds.attrs["input_rate"]),
     }
     if args.rerun and ds.attrs["codegen_target"] == "cpp_standalone":
