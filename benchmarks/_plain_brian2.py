@@ -1,13 +1,14 @@
 """The benchmark's reference: biofa's spiking network written by hand in plain Brian2.
 
-What a Brian2 user would write for the same trained 784-(E 100 + I 25)-10 circuit, its feedback
-pathway, inputs and layout, without biofa: one ``PoissonGroup`` per input population (rates from a
-2-D ``TimedArray``, the Brian2 idiom for a new stimulus every ``duration``), one ``NeuronGroup``
-per population of LIF neurons (the readout a non-spiking membrane), one ``Synapses`` per
-connection (``v_post += w``), ``run_regularly`` resetting the state at each stimulus onset,
-``SpikeMonitor`` s and a ``StateMonitor`` of the readout potential every millisecond, all in
-one ``Network`` (``run()``'s magic does not look into lists), then ``run``. ``copies`` copies
-side by side (block-diagonal synapses) and ``segments`` stimuli one
+What a Brian2 user would write for the same trained circuit (either of the benchmark's: the
+784-(E 100 + I 25)-10 one with its feedback pathway, or the population-level one, whose masked
+synapses are simply absent), inputs and layout, without biofa: one ``PoissonGroup`` per input
+population (rates from a 2-D ``TimedArray``, the Brian2 idiom for a new stimulus every
+``duration``), one ``NeuronGroup`` per population of LIF neurons (the readout a non-spiking
+membrane), one ``Synapses`` per connection (``v_post += w``), ``run_regularly`` resetting the
+state at each stimulus onset, ``SpikeMonitor`` s and a ``StateMonitor`` of the readout potential
+every millisecond, all in one ``Network`` (``run()``'s magic does not look into lists), then
+``run``. ``copies`` copies side by side (block-diagonal synapses) and ``segments`` stimuli one
 after another, image ``segment * copies + copy``, as in biofa.
 
 Everything comes from :func:`export`: the numpy arrays (SI units) of biofa's plan, i.e. the
