@@ -1,6 +1,6 @@
 """Population-level circuits through training and outputs: projections named by population with
 ``source_population``/``target_population`` coordinates, ``open_runs`` and the accessor, seeds
-batched as one computation, clamped signs through ``fit``, the spiking back-end's refusal."""
+batched as one computation, clamped signs through ``fit``, what the spiking back-end refuses."""
 
 from __future__ import annotations
 
@@ -111,16 +111,19 @@ def test_clamped_signs_through_fit(tmp_path):
     assert (model.groups["v1:pv__to__v1:pyr"].weight <= 0).all()
 
 
-def test_spiking_refuses_population_circuits_in_one_line():
+def test_spiking_refuses_what_it_cannot_translate_in_one_line():
+    """Divisive inhibition, linear interneurons and convolutions have no spiking translation
+    (population wiring itself has: tests/test_spiking_populations.py)."""
     spiking = pytest.importorskip("biofa.spiking")
     model = compile(cortex(), input_shape=(1, 8, 8), num_classes=3)
     with pytest.raises(ValueError) as info:
         spiking.check_supported(model)
     text = str(info.value)
     assert "\n" not in text
-    assert "cannot be translated to spiking neurons yet" in text
-    assert "'v1.pv->v1.pyr' is within area 'v1'" in text
-    assert "inhibits divisively" in text and "sparse" in text
+    assert "cannot be translated to spiking neurons" in text
+    assert "projection 'v1.pv->v1.pyr' inhibits divisively" in text
+    assert "population 'v1.pv' has nonlinearity 'identity'" in text
+    assert "is conv" in text
 
 
 def test_a_dann_spec_trains_from_the_command_line(tmp_path):

@@ -340,8 +340,9 @@ def test_biofa_imports_without_brian2():
 @pytest.mark.slow
 def test_cpp_standalone_is_rerun_with_new_inputs(trained, digits, tmp_path, monkeypatch):
     from biofa.spiking import plan_for
+    from biofa.spiking.build import _make_compiler_is_gcc
     from biofa.spiking.network import SpikingNetwork
-    from biofa.spiking.targets import _make_compiler_is_gcc, compiler
+    from biofa.spiking.targets import compiler
 
     if compiler() is None:
         pytest.skip("no C++ compiler")
@@ -352,6 +353,8 @@ def test_cpp_standalone_is_rerun_with_new_inputs(trained, digits, tmp_path, monk
         assert net.target == "cpp_standalone"
         if _make_compiler_is_gcc():  # objects.h was precompiled, used, then removed
             assert "-include objects.h" in (net.directory / "makefile").read_text()
+            assert (net.directory / "biofa.mk").exists()
+            assert not (net.directory / "make.deps").exists()  # no serial dependency pass
         assert not (net.directory / "objects.h.gch").exists()
         first = net.run(images[:50])
         second = net.run(images[50:])  # the same program, new inputs through run_args
@@ -383,18 +386,3 @@ def test_second_network_in_one_process_reuses_the_standalone_build(trained, digi
         assert net.directory == program.parent
         assert not list((net.directory / "code_objects").glob("*_1.cpp"))
         assert program.stat().st_mtime_ns == built  # make found nothing to rebuild
-
-
-def test_header_precompilation_failure_falls_back_to_a_plain_build(tmp_path):
-    """A header GCC cannot precompile leaves no ``.gch`` behind (make then parses it as usual)."""
-    from biofa.spiking.targets import _make_compiler_is_gcc, _precompile_header
-
-    if not _make_compiler_is_gcc():
-        pytest.skip("the precompiled header is GCC's")
-    (tmp_path / "makefile").write_text("OPTIMISATIONS = -O1 -include objects.h\n")
-    (tmp_path / "objects.h").write_text("#error not a header\n")
-    _precompile_header(tmp_path, tmp_path / "objects.h.gch")
-    assert not (tmp_path / "objects.h.gch").exists()
-    (tmp_path / "objects.h").write_text("#pragma once\nstruct X { int a; };\n")
-    _precompile_header(tmp_path, tmp_path / "objects.h.gch")
-    assert (tmp_path / "objects.h.gch").stat().st_size > 0

@@ -13,9 +13,10 @@
 
 Brian2 is imported only when a function needs it; without it they raise ``ImportError``
 (``pip install biofa[spiking]``). Modules: ``neurons`` (model table), ``calibrate``, ``rates``
-(the rate model's side), ``plan`` and ``feedback`` (translation, no Brian2), ``network`` (Brian2
-objects), ``targets`` (code generation), ``spikes``, ``dataset``, ``validate`` (and the
-checks of its arguments, ``arguments``).
+(the rate model's side), ``plan`` and ``feedback`` (translation, no Brian2; population-level
+circuits too, forward only), ``network`` (Brian2 objects), ``targets`` (code generation) and
+``build`` (compiling a standalone program), ``spikes``, ``dataset``, ``validate`` (and the checks
+of its arguments, ``arguments``).
 """
 
 from biofa.spiking._brian import INSTALL_HINT, require_brian2

@@ -64,7 +64,9 @@ class Connection:
 
 @dataclass(eq=False)
 class Plan:
-    """A circuit ready for Brian2 (module docstring). Areas map to population names in order."""
+    """A circuit ready for Brian2 (module docstring). Areas map to population names in order;
+    ``calibration`` is keyed by area, by population (:meth:`calibration_of`) and by
+    ``"<area>.err"`` (the error populations of an area)."""
 
     circuit: str
     neuron: NeuronModel
@@ -81,6 +83,12 @@ class Plan:
     readout_shift: float
     forward: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def calibration_of(self, population: str) -> Calibration:
+        """A population's calibration: its own (a population of an area computed population by
+        population) or its area's."""
+        own = self.calibration.get(population)
+        return own if own is not None else self.calibration[self.populations[population].area]
 
     def model_of(self, population: str) -> NeuronModel:
         kind = self.populations[population].kind

@@ -30,10 +30,11 @@ from itertools import count
 import numpy as np
 
 from biofa.spiking._brian import require_brian2
+from biofa.spiking.build import build_standalone
 from biofa.spiking.objects import Timing, group, layout, object_name, synapses
 from biofa.spiking.plan import Plan
 from biofa.spiking.spikes import SpikeRecord, merge, split
-from biofa.spiking.targets import activate, build_directory, build_standalone, release, resolve
+from biofa.spiking.targets import activate, build_directory, release, resolve
 
 log = logging.getLogger(__name__)
 _instances = count()

@@ -7,10 +7,10 @@ connection is repeated block-diagonally over the copies.
 
 All objects run on one clock, which keeps the generated standalone code identical from one build
 to the next. At each stimulus onset every group returns to its initial state and reads its new
-inputs from a 2-D ``TimedArray`` (segment x neuron): Poisson groups their rates (on an ``onset``
-event, one lookup per stimulus), neuron groups their currents (``run_regularly``, cheaper to
-compile); the readout's ``onset`` event also records its mean potential over the stimulus that
-just ended.
+inputs from a 2-D ``TimedArray`` (segment x neuron) on an ``onset`` event (one scalar test per
+time step; the reset and the lookups run once per stimulus): Poisson groups their rates, neuron
+groups their state and currents (first thing in the onset's time step), and the readout's event
+also records its mean potential over the stimulus that just ended.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def group(plan: Plan, pops: list[Population], copies: int, timing: Timing, name:
         threshold=model.threshold,
         reset=model.reset,
         refractory=model.refractory or False,
-        events={} if kind == "neuron" else onset_event,
+        events=onset_event,
         method=model.method if kind == "neuron" else "euler",
         namespace=namespace,
         name=name,
@@ -141,9 +141,12 @@ def group(plan: Plan, pops: list[Population], copies: int, timing: Timing, name:
     g.gate0 = g.gate = np.concatenate(
         [np.full(copies * p.size, 0.0 if p.gated else 1.0) for p in pops]
     )
-    code = [f"onset = int(t_in_timesteps % {per} == 0)"]
-    code += [f"{v} = onset * ({e}) + (1 - onset) * {v}" for v, e in onset.items()]
-    g.run_regularly("\n".join(code), when="start", name=f"{name}_onset")
+    # at the start of the onset's time step, before anything else (first the event, then the
+    # reset): the event's condition is one scalar test per step, not a statement per neuron
+    g.thresholder["onset"].when = "start"
+    g.run_on_event(
+        "onset", "\n".join(f"{v} = {e}" for v, e in onset.items()), when="start", order=g.order + 1
+    )
     return g, table if stim else None, b2.SpikeMonitor(g, name=f"{name}_spikes")
 
 

@@ -23,6 +23,12 @@ population by a pair of populations ``<pop>.err+`` / ``<pop>.err-`` calibrated o
 direct rule's ``deliver``) connects pair to pair with weights :math:`\\pm B` (``+`` between
 populations of equal polarity). An error population whose area passes its error further down is
 *gated*: its synapses transmit only after its forward twin has fired (:math:`f'(a) = [a > 0]`).
+
+Connections come from the blocks of each projection group (``group.spec.blocks``: a projection's
+source and target population pairs and where they sit in the batched weight), so a circuit wired
+population to population (projections between populations, within-area inhibition, masks) gives
+synapses for exactly the pairs and the synapses it has; the populations of an area computed in
+stages (:class:`~biofa.nn.staged.StagedArea`) are calibrated one by one (:func:`cal_key`).
 """
 
 from __future__ import annotations
@@ -32,15 +38,16 @@ import math
 import numpy as np
 import torch
 
+from biofa.circuit.wiring import spans
 from biofa.nn import CompiledCircuit
 from biofa.spiking.calibrate import Calibration, fit, rate_function
 from biofa.spiking.feedback import add_feedback
 from biofa.spiking.layout import Connection, Plan, Population
 from biofa.spiking.neurons import READOUT_MODEL, NeuronModel
 from biofa.spiking.rates import RateTrace
-from biofa.spiking.support import check_supported
+from biofa.spiking.support import check_supported, population_level
 
-__all__ = ["Connection", "Plan", "Population", "build_plan", "normalization_of"]
+__all__ = ["Connection", "Plan", "Population", "build_plan", "cal_key", "normalization_of"]
 
 
 def build_plan(
@@ -58,7 +65,7 @@ def build_plan(
     error_rate: float = 500.0,
     readout_range: float = 0.01,
     percentile: float = 99.5,
-    feedback: bool = True,
+    feedback: bool | None = None,
     error_synapses: str = "signed",
     max_neurons: int = 5000,
     error_trace: RateTrace | None = None,
@@ -76,8 +83,20 @@ def build_plan(
     the errors the feedback pathways should carry. ``error_synapses``: ``"signed"`` (an error
     neuron's synapses carry ``B``'s signs) or ``"excitatory"`` (Dale's law for error neurons:
     every feedback synapse >= 0; see :func:`biofa.spiking.feedback.add_feedback`).
+    ``feedback`` (default: for area-to-area circuits) adds the feedback pathways; a
+    population-level circuit (:func:`~biofa.spiking.support.population_level`) is translated
+    forward only, and ``feedback=True`` for one is refused.
     """
     check_supported(model, max_neurons)
+    populations = population_level(model)
+    if feedback and populations:
+        raise ValueError(
+            f"feedback=True: the feedback pathways of population-level circuit "
+            f"{model.circuit.name!r} have no spiking translation yet (errors reaching local "
+            "interneurons within an area, feedback through masks and to single populations); "
+            "its forward pathway is translated with feedback=False"
+        )
+    feedback = not populations if feedback is None else feedback
     for name, value, allowed in (
         ("readout", readout, ("voltage", "spikes")),
         ("encoding", encoding, ("poisson", "current")),
@@ -91,8 +110,13 @@ def build_plan(
     inp, out = circuit.input_area.name, circuit.readout_area.name
     cal: dict[str, Calibration] = {}
     for name in model.order[1:]:
-        if name != out:
-            cal[name] = fit(trace.pre[name], rate, max_rate, percentile)
+        if name == out:
+            continue
+        for pname, lo, hi, _ in _populations(model, name):
+            key = cal_key(model, pname)
+            if key not in cal:  # an area's populations share one pre-activation unless staged
+                pre = trace.pre[name] if key == name else trace.pre[name][:, lo:hi]
+                cal[key] = fit(pre, rate, max_rate, percentile)
     shift = 0.0
     if readout == "voltage":
         span = float(np.percentile(np.abs(trace.logits), percentile)) or 1.0
@@ -126,25 +150,34 @@ def build_plan(
     connections: list[Connection] = []
     for group in model.groups.values():
         weight = group.weight.detach().double().cpu().numpy()
-        for s in group.slices:
-            w = weight[:, s.start : s.stop]
-            if s.source == inp:  # fold the input normalisation into weights and bias
-                bias[s.target] = bias[s.target] + w @ offset_in
-                w = w * scale_in
-            target_model = readout_model if s.target == out else neuron
-            factor = cal[s.target].drive_gain / (gain[s.source] * target_model.weight_scale())
-            connections += _blocks(model, s.source, s.target, factor * w.T, "forward", s.projection)
+        target, (row0, _) = group.spec.target, group.spec.rows
+        target_model = readout_model if target == out else neuron
+        for b in group.spec.blocks:  # a projection: its (source, target) population pairs
+            for sname, c0, c1 in b.columns:
+                source = inp if b.projection.source_area == inp else sname
+                for tname, r0, r1 in b.rows:
+                    tname = out if target == out else tname
+                    lo, hi = row0 + r0, row0 + r1  # the target population's channels
+                    w = weight[r0:r1, c0:c1]
+                    if source == inp:  # fold the input normalisation into weights and bias
+                        bias[target][lo:hi] += w @ offset_in
+                        w = w * scale_in
+                    factor = cal[cal_key(model, tname)].drive_gain / (
+                        gain[cal_key(model, source)] * target_model.weight_scale()
+                    )
+                    connections.append(
+                        Connection(source, tname, factor * w.T, "forward", b.projection.name)
+                    )
     for name in model.order[1:]:
         role = "readout" if name == out else "hidden"
         kind = "readout" if readout == "voltage" and role == "readout" else "neuron"
         resistance = (readout_model if role == "readout" else neuron).si_params()["R"]
         b = bias[name] - (shift if role == "readout" else 0.0)
-        current = (cal[name].drive_gain * b + cal[name].drive_offset) / resistance
         forward[name] = []
         for pname, lo, hi, sign in _populations(model, name):
-            pops[pname] = Population(
-                pname, name, kind, role, hi - lo, sign, current[lo:hi], (lo, hi)
-            )
+            c = cal[cal_key(model, pname)]
+            current = (c.drive_gain * b[lo:hi] + c.drive_offset) / resistance
+            pops[pname] = Population(pname, name, kind, role, hi - lo, sign, current, (lo, hi))
             forward[name].append(pname)
     plan = Plan(
         circuit=circuit.name, neuron=neuron, readout_model=readout_model, readout=readout,
@@ -157,10 +190,30 @@ def build_plan(
     return plan
 
 
+def cal_key(model: CompiledCircuit, population: str) -> str:
+    """The calibration of ``population`` (a plan name): its area's, as an area's populations
+    share one pre-activation, but its own in an area computed population by population
+    (:class:`~biofa.nn.staged.StagedArea`), whose populations may each differ."""
+    area = population.partition(".")[0]
+    staged = area in model.areas and getattr(model.areas[area], "staged", False)
+    return population if staged else area
+
+
 def _bias(model: CompiledCircuit, area: str) -> np.ndarray:
-    b = model.areas[area].bias
-    n = model.shapes[area].out[0]
-    return np.zeros(n) if b is None else b.detach().double().cpu().numpy()
+    """The bias of every population of ``area``, in channel order (zeros where it has none)."""
+    module = model.areas[area]
+    if getattr(module, "staged", False):
+        return np.concatenate(
+            [
+                module.biases[n].detach().double().cpu().numpy()
+                if n in module.biases
+                else np.zeros(s.size)
+                for n, s in module.spans.items()
+            ]
+        )
+    b = module.bias
+    n = model.shapes[area].pre[0]
+    return np.zeros(n) if b is None else b.detach().double().cpu().numpy().copy()
 
 
 def _populations(model: CompiledCircuit, area: str) -> list[tuple[str, int, int, int]]:
@@ -168,26 +221,7 @@ def _populations(model: CompiledCircuit, area: str) -> list[tuple[str, int, int,
     a = model.circuit.areas[area]
     if a.role == "readout":
         return [(area, 0, model.num_classes, 0)]
-    kinds = [p.kind for p in a.populations]
-    out, start = [], 0
-    for i, p in enumerate(a.populations):
-        suffix = p.kind if kinds.count(p.kind) == 1 else f"{p.kind}{kinds[:i].count(p.kind)}"
-        out.append((f"{area}.{suffix}", start, start + p.size, p.sign))
-        start += p.size
-    return out
-
-
-def _blocks(
-    model: CompiledCircuit, source: str, target: str, matrix: np.ndarray, pathway: str, via: str
-) -> list[Connection]:
-    """Split ``matrix`` (source units x target units, one copy) into population blocks."""
-    is_input = model.circuit.areas[source].role == "input"
-    sources = [(source, 0, matrix.shape[0], 0)] if is_input else _populations(model, source)
-    out = []
-    for sname, s0, s1, _ in sources:
-        for tname, t0, t1, _ in _populations(model, target):
-            out.append(Connection(sname, tname, matrix[s0:s1, t0:t1], pathway, via))
-    return out
+    return [(f"{area}.{s.name}", s.start, s.stop, s.population.sign) for s in spans(a).values()]
 
 
 def normalization_of(data, channels: int) -> tuple[np.ndarray, np.ndarray]:

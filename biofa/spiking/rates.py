@@ -30,7 +30,10 @@ class RateTrace:
     pre
         Area -> ``(N, n)`` pre-activation :math:`a = Wx + b` (hidden areas and the readout).
     act
-        Area -> ``(N, n)`` output :math:`h = f(a)`; for the readout, the logits.
+        Area -> ``(N, n)`` activation :math:`h = f(a)`; for the readout, the logits. For an area
+        computed population by population (:class:`~biofa.nn.staged.StagedArea`) both hold
+        every population in channel order, local interneurons included (its *output* may leave
+        them out: :func:`biofa.circuit.wiring.output_spans`).
     error
         Hidden area -> ``(N, n)`` error delivered to its output, :math:`\\partial L / \\partial h`.
     output_error
@@ -93,7 +96,25 @@ def _probe_batch(
 
         return capture
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.areas.items()]
+    def staged(name):
+        def capture(module, inputs, output):
+            parts = [seen.pop((name, p)) for p in module.spans]
+            pre[name] = torch.cat([a for a, _ in parts], dim=1).detach()
+            act[name], out[name] = torch.cat([h for _, h in parts], dim=1).detach(), output
+
+        return capture
+
+    seen: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    act: dict[str, torch.Tensor] = {}
+    handles, restore = [], []
+    for n, m in model.areas.items():
+        if getattr(m, "staged", False):  # each population's a and f(a), where f is applied
+            restore.append((m, dict(m.activations)))
+            for pop, f in list(m.activations.items()):
+                m.activations[pop] = _recording(f, n, pop, seen)
+            handles.append(m.register_forward_hook(staged(n)))
+        else:
+            handles.append(m.register_forward_hook(hook(n)))
     try:
         with torch.enable_grad():
             logits = model(x.to(next(model.parameters()).device))
@@ -104,14 +125,27 @@ def _probe_batch(
     finally:
         for h in handles:
             h.remove()
+        for m, activations in restore:
+            m.activations.update(activations)
 
     def np64(t: torch.Tensor) -> np.ndarray:
         return t.detach().flatten(1).double().cpu().numpy()
 
     return RateTrace(
         {n: np64(v) for n, v in pre.items()},
-        {n: np64(v) for n, v in out.items()},
+        {n: np64(act.get(n, v)) for n, v in out.items()},
         {n: np64(g) for n, g in zip(hidden, grads[1:], strict=True)},
         np64(grads[0]),
         model.readout,
     )
+
+
+def _recording(f, area: str, population: str, seen: dict):
+    """``f`` (``None``: identity) that also keeps its input and output under ``(area, pop)``."""
+
+    def apply(a: torch.Tensor) -> torch.Tensor:
+        h = a if f is None else f(a)
+        seen[(area, population)] = (a.detach(), h.detach())
+        return h
+
+    return apply

@@ -14,7 +14,9 @@ SUPPORTED = (
     "supported: dense circuits (dense() projections, dense(flatten=True) from the input) of "
     "ReLU hidden areas (bias or bias=False, populations E/I/Units) and a linear readout, without "
     "batch norm or pooling, with layer-wise feedback rules (any effective_feedback, standard "
-    "derivative of the nonlinearity) or direct rules linear in the readout error"
+    "derivative of the nonlinearity) or direct rules linear in the readout error; "
+    "population-level circuits (projections between populations, within-area subtractive "
+    "inhibition, sparse masks) forward only"
 )
 
 
@@ -24,14 +26,7 @@ def check_supported(model: CompiledCircuit, max_neurons: int = 5000) -> None:
     ``max_neurons`` bounds the neurons of one copy of the network (forward and error populations).
     """
     circuit = model.circuit
-    problems: list[str] = _population_level(model)
-    if problems:  # said alone: the rest of the translation assumes area-to-area projections
-        raise ValueError(
-            f"circuit {circuit.name!r} cannot be translated to spiking neurons yet: "
-            + "; ".join(problems)
-            + " (the Brian2 back-end translates area-to-area circuits; population-level "
-            "circuits are not supported yet)"
-        )
+    problems: list[str] = _population_problems(model)
     for p in circuit.projections:
         if not isinstance(p.kind, Dense):
             problems.append(
@@ -55,6 +50,13 @@ def check_supported(model: CompiledCircuit, max_neurons: int = 5000) -> None:
                 f"area {area.name!r} has nonlinearity {area.nonlinearity!r} "
                 f"({area.role} areas must be {wanted!r}: firing rates are ReLU-like)"
             )
+        for pop in area.populations if area.role == "hidden" else ():
+            if pop.nonlinearity not in (None, wanted):
+                problems.append(
+                    f"population '{area.name}.{pop.name}' has nonlinearity "
+                    f"{pop.nonlinearity!r} (hidden populations must be 'relu': firing rates "
+                    "are ReLU-like)"
+                )
     problems += _direct_rules_linear(model) + _custom_crossings(model)
     if not problems:
         n = _neurons(model)
@@ -71,30 +73,39 @@ def check_supported(model: CompiledCircuit, max_neurons: int = 5000) -> None:
         )
 
 
-def _population_level(model: CompiledCircuit) -> list[str]:
-    """What makes a circuit population-level, which the translation does not handle yet."""
-    circuit, problems = model.circuit, []
-    for p in circuit.projections:
-        if p.within:
-            problems.append(f"projection {p.name!r} is within area {p.source_area!r}")
-        elif p.source_population or p.target_population:
-            problems.append(f"projection {p.name!r} connects populations")
+def population_level(model: CompiledCircuit) -> bool:
+    """Whether ``model`` wires populations (projections between or within populations, modes,
+    masks, per-projection init) or computes an area population by population."""
+    return any(p.population_level for p in model.circuit.projections) or any(
+        getattr(a, "staged", False) for a in model.areas.values()
+    )
+
+
+def _population_problems(model: CompiledCircuit) -> list[str]:
+    """What of a population-level circuit the translation refuses: divisive inhibition (no
+    current-based counterpart of ``g a / gamma``) and a readout of several populations."""
+    problems = []
+    for p in model.circuit.projections:
         if p.divisive:
-            problems.append(f"projection {p.name!r} inhibits divisively (mode={p.mode!r})")
-        if getattr(p.kind, "p", 1.0) != 1.0 or getattr(p.kind, "mask", None) is not None:
-            problems.append(f"projection {p.name!r} is sparse (a connectivity mask)")
-    staged = [n for n, a in model.areas.items() if getattr(a, "staged", False)]
-    if staged and not problems:
-        problems.append(f"areas {staged} compute population by population")
-    if any(pw.lower.count(".") or pw.upper.count(".") for pw in circuit.pathways):
-        problems.append("a feedback pathway targets a population")
+            problems.append(
+                f"projection {p.name!r} inhibits divisively (mode={p.mode!r}): the rate model "
+                "divides the drive, g*a/gamma, while a shunting synapse adds a conductance to "
+                "the membrane's leak, which changes the f-I curve the calibration fits with "
+                "every image; only mode='subtractive' is translated"
+            )
+    out = model.circuit.readout_area
+    if len(out.populations) > 1 or getattr(model.areas[out.name], "staged", False):
+        problems.append(
+            f"the readout {out.name!r} has populations of its own or is computed population "
+            "by population (the spiking readout is one population of class scores)"
+        )
     return problems
 
 
 def _neurons(model: CompiledCircuit) -> int:
     """Forward neurons plus the two error populations of every hidden area and of the readout."""
-    hidden = sum(
-        math.prod(model.shapes[n].out) for n, a in model.circuit.areas.items() if a.role == "hidden"
+    hidden = sum(  # every population, local interneurons too (pre: before the area's output)
+        math.prod(model.shapes[n].pre) for n, a in model.circuit.areas.items() if a.role == "hidden"
     )
     return 3 * hidden + 3 * model.num_classes
 
@@ -103,7 +114,8 @@ def _custom_crossings(model: CompiledCircuit) -> list[str]:
     """Rules that replace f'(a) when the error crosses a nonlinearity (the spiking gate is f')."""
     problems = []
     for name, area in model.areas.items():
-        if isinstance(area.crossing, CrossingHook):
+        hooks = [area.crossing, *getattr(area, "crossings", {}).values()]
+        if any(isinstance(h, CrossingHook) for h in hooks):
             used = sorted({g.rule.name for g in model.groups.values() if name in g.sources})
             problems.append(
                 f"area {name!r}: rule {', '.join(used)} replaces the derivative of the "

@@ -5,9 +5,8 @@
 * ``"cpp_standalone"``: the whole network as one C++ program, built once into a folder under
   ``$BIOFA_CACHE/brian2`` (default ``~/.cache/biofa/brian2``) keyed by the network's structure and
   re-run with new inputs through ``run_args`` (Brian2 >= 2.6); an unchanged structure reuses the
-  built program (make finds nothing to do), since weights and inputs are data files. With GCC the
-  header every generated file includes (``objects.h``, ~0.6 s to parse) is precompiled once
-  (:func:`build_standalone`), which halves a cold build.
+  built program (make finds nothing to do), since weights and inputs are data files. How it is
+  compiled fast (a precompiled header, no serial dependency pass): :mod:`biofa.spiking.build`.
 * ``"auto"``: ``cpp_standalone`` where a C++ compiler is found, otherwise ``numpy``, with a logged
   message saying why.
 """
@@ -18,11 +17,8 @@ import hashlib
 import logging
 import os
 import platform
-import shlex
 import shutil
-import subprocess
 import sysconfig
-from functools import cache
 from pathlib import Path
 
 from biofa.spiking._brian import require_brian2
@@ -105,88 +101,3 @@ def build_directory(signature: str) -> Path:
     )
     key = hashlib.sha256(f"{b2.__version__}|{machine}|{signature}".encode()).hexdigest()[:16]
     return root / f"standalone-{key}"
-
-
-PCH_FLAGS = ("-include", "objects.h")
-
-
-def build_standalone(directory: Path) -> None:
-    """Generate the standalone program of the current network into ``directory`` and compile it.
-
-    Brian2 generates ~30 files that all include ``objects.h`` (the declarations of every array
-    and object, plus ``<random>``, ``<vector>``...): parsing it is most of each file's compile time
-    (0.6 of 0.7-0.9 s with ``-O3``). With GCC, the files are compiled with ``-include objects.h``
-    and the header is first precompiled to ``objects.h.gch`` with the same flags, so each file
-    parses it in a few milliseconds (measured: make 15.4 s -> 6-9 s plus 1.6 s for the header on
-    2 cores). The include guard makes the files' own ``#include "objects.h"`` a no-op. If the
-    precompiled header cannot be made or used, GCC silently parses the header as usual.
-    """
-    b2 = require_brian2()
-    from brian2.codegen.cpp_prefs import get_compiler_and_args
-
-    device = b2.get_device()
-    flags = list(device.extra_compile_args)  # not the prefs: Brian2 drops flags it cannot probe
-    precompile = _make_compiler_is_gcc()
-    if precompile:
-        device.extra_compile_args = [*flags, *PCH_FLAGS]
-    try:
-        device.build(directory=str(directory), compile=False, run=False, with_output=False)
-    finally:
-        device.extra_compile_args = flags
-    header = directory / "objects.h.gch"
-    if precompile and _stale(directory):
-        _precompile_header(directory, header)
-    compiler, _ = get_compiler_and_args()
-    try:
-        device.compile_source(str(directory), compiler, False, False)
-    finally:
-        header.unlink(missing_ok=True)  # 40+ MB, and only needed while compiling
-
-
-@cache
-def _make_compiler_is_gcc() -> bool:
-    """Whether the compiler make will call (``$CXX``, else ``g++``) is GCC."""
-    cxx = os.environ.get("CXX") or "g++"
-    try:
-        out = subprocess.run(
-            [*shlex.split(cxx), "--version"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "Free Software Foundation" in out and "clang" not in out.lower()
-
-
-def _stale(directory: Path) -> bool:
-    """Whether make will compile anything (the program is missing or older than its sources)."""
-    program = directory / "main"
-    if not program.exists():
-        return True
-    built = program.stat().st_mtime
-    sources = [directory / "makefile", directory / "objects.h", directory / "objects.cpp"]
-    sources += (directory / "code_objects").glob("*.cpp")
-    return any(p.stat().st_mtime > built for p in sources if p.exists())
-
-
-def _precompile_header(directory: Path, header: Path) -> None:
-    """``objects.h`` -> ``objects.h.gch`` with the makefile's own compile flags."""
-    makefile = (directory / "makefile").read_text()
-    line = next((ln for ln in makefile.splitlines() if ln.startswith("OPTIMISATIONS =")), None)
-    if line is None:
-        return
-    flags = shlex.split(line.partition("=")[2].replace(" ".join(PCH_FLAGS), ""))
-    cxx = shlex.split(os.environ.get("CXX") or "g++")
-    command = [
-        *cxx,
-        "-Wno-write-strings",
-        *flags,
-        "-I.",
-        "-x",
-        "c++-header",
-        "objects.h",
-        "-o",
-        header.name,
-    ]
-    result = subprocess.run(command, cwd=directory, capture_output=True, text=True)
-    if result.returncode != 0:  # compile as usual, just slower
-        header.unlink(missing_ok=True)
-        log.info("biofa.spiking: could not precompile objects.h (%s)", result.stderr[-300:])

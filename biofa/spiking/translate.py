@@ -70,7 +70,8 @@ def to_brian2(
         :func:`~biofa.spiking.plan.build_plan` keywords: ``readout`` (``"voltage"`` or
         ``"spikes"``), ``encoding`` (``"poisson"`` or ``"current"``), ``max_rate``,
         ``input_rate``, ``input_total_rate``, ``error_rate`` (Hz), ``readout_range`` (V),
-        ``percentile``, ``feedback``, ``max_neurons``.
+        ``percentile``, ``feedback`` (default: the feedback pathways of an area-to-area
+        circuit; a population-level circuit is translated forward only), ``max_neurons``.
 
     Raises
     ------

@@ -224,7 +224,7 @@ def _dataset(
     cal = {k: [] for k in ("gain", "drive_gain", "drive_offset")}
     corr, psth, raster, offset = [], [], {"time": [], "neuron": [], "image": []}, 0
     for p in pops:
-        c = plan.calibration[p.area]
+        c = plan.calibration_of(p.name)
         h = np.maximum(
             trace.act[p.area][:, p.channels[0] : p.channels[1]]
             - (plan.readout_shift if p.role == "readout" else 0.0),
