@@ -30,7 +30,7 @@ synapse transports weights. ``circuits/dann_rules.py`` sweeps every rule over th
 
 The authors train 50 epochs and report the mean test error of the last 5 updates; their
 published numbers could not be read here (docs/populations.md). The sweep below is the CPU
-schedule: 3 epochs, 3 seeds (see docs/populations.md for the GPU one and the measured table).
+schedule: 2 epochs, 3 seeds (see docs/populations.md for the GPU one and the measured table).
 """
 
 from biofa import Circuit, E, I, Train, Units, dense, grid, rules
@@ -94,7 +94,7 @@ def circuit(
 
 
 train = Train(
-    data="mnist_pixels", epochs=3, batch_size=32, optimizer="sgd", lr=LR["dann"], momentum=0.0,
+    data="mnist_pixels", epochs=2, batch_size=32, optimizer="sgd", lr=LR["dann"], momentum=0.0,
     record_every=1000, device="cpu",
 )  # fmt: skip
 

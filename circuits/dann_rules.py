@@ -43,7 +43,7 @@ def circuit(
 
 
 train = Train(
-    data="fashion_mnist_pixels", epochs=2, batch_size=32, optimizer="sgd", lr=LR["dann"],
+    data="fashion_mnist_pixels", epochs=1, batch_size=32, optimizer="sgd", lr=LR["dann"],
     momentum=0.0, record_every=500, device="cpu",
 )  # fmt: skip
 
