@@ -116,6 +116,15 @@ table = Table(
             "(780 steps of 128) with lr / 10 at epochs 4, 6 and 8 (the paper's 100/150/200 "
             "of 250, scaled), the full 10,000-image test set; everything else as the paper.",
         ),
+        "gpu": Scale(
+            seeds=1,
+            rows=RESNET20,
+            approx=3.0,
+            gap=5.0,
+            set={"epochs": 10, "milestones": (4, 6, 8), "record_every": 100},
+            note="benchmarks/gpu_check.sh's share of a lent GPU: ResNet-20 at full width on the "
+            "full 45k/5k split, 10 epochs with lr / 10 at epochs 4, 6 and 8, one seed",
+        ),
         "full": Scale(
             seeds=3,
             tolerance=2.0,
