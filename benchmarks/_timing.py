@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from biofa.train.provenance import device_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -23,19 +24,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def device_name(device: torch.device) -> str:
-    """``"NVIDIA H100 80GB HBM3"`` or ``"AMD EPYC (2 cores)"`` (CPU model from /proc/cpuinfo)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} cores)"
 
 
 def sync(device: torch.device) -> None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import shlex
 import sys
 import time
@@ -40,6 +38,7 @@ from biofa.cli.published import Scale, Table
 from biofa.cli.report import RunResult, render_markdown, summarize, write
 from biofa.cli.spec import Point, Spec, load_spec, run_points
 from biofa.train import Diverged
+from biofa.train.provenance import device_name
 
 __all__ = ["find_spec", "main", "reproduce"]
 
@@ -141,16 +140,8 @@ def collect(path: Path, row: str, seed: int) -> RunResult:
 def hardware() -> str:
     """The device the runs trained on, in words."""
     if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    model = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} cores, CPU)"
+        return device_name(torch.device("cuda", 0))
+    return device_name(torch.device("cpu"))[:-1] + ", CPU)"
 
 
 def _train(spec, todo, out_dir: Path, scale: Scale, jobs: int, command: str) -> None:

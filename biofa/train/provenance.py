@@ -13,7 +13,10 @@ Projections out of the input area send no error; they name the rule their pathwa
 
 from __future__ import annotations
 
+import os
+import platform
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,3 +105,18 @@ def run_recorder(
             "target_population": "target population ('*': every population of the area)",
         },
     )
+
+
+def device_name(device: torch.device) -> str:
+    """``"NVIDIA H100 80GB HBM3"`` or ``"AMD EPYC (2 cores)"`` (CPU model from /proc/cpuinfo)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} cores)"
