@@ -6,6 +6,9 @@ have one, then mean +- sd over seeds).
     python analyses/dann_tables.py models runs/dann_mlp     # item: DANN vs MLP vs column E/I
     python analyses/dann_tables.py rules runs/dann_rules    # every rule x {Units, E/I, DANN}
 
+The rules table chooses each rule x model's learning rate on the validation split
+(:func:`_chosen_lr`) and reports the test accuracy of that rate's runs.
+
 Prints Markdown; ``--json PATH`` writes the numbers too.
 """
 
@@ -71,23 +74,65 @@ def _angle(ds: xr.Dataset, var: str) -> xr.DataArray:
     return ds.biofa.final(var).mean("projection", skipna=True)
 
 
+def _chosen_lr(ds: xr.Dataset, rule: str, model: str) -> float | None:
+    """The learning rate with the best mean final validation accuracy over seeds (a diverged
+    seed counts as chance), among those ``rule`` x ``model`` ran at; the test set plays no part."""
+    status = ds["status"].sel(rule=rule, model=model)
+    val = ds.biofa.final("validation_accuracy").sel(rule=rule, model=model)
+    chance = 1.0 / ds.attrs.get("num_classes", 10) if "num_classes" in ds.attrs else 0.1
+    best, best_lr = -1.0, None
+    for lr in ds["lr"].values:
+        ran = (status.sel(lr=lr) != "").values.ravel()
+        if not ran.any():
+            continue
+        score = float(np.nanmean(np.where(ran, val.sel(lr=lr).fillna(chance).values.ravel(),
+                                          np.nan)))  # fmt: skip
+        if score > best:
+            best, best_lr = score, float(lr)
+    return best_lr
+
+
 def rules_table(ds: xr.Dataset) -> tuple[str, dict]:
-    acc = _collapse(ds.biofa.final("test_accuracy"), ("rule", "model"))
-    fb = _collapse(_angle(ds, "feedback_angle"), ("rule", "model"))
-    err = _collapse(_angle(ds, "error_angle"), ("rule", "model"))
+    """Per rule x model at the learning rate chosen on the validation split (:func:`_chosen_lr`):
+    test accuracy (mean +- sd over the seeds that did not diverge), that rate, the feedback and
+    error angles. A swept ``sign_norm`` adds the rows ``"rule, norm=..."`` of the rules that ran
+    with it."""
+    if "sign_norm" not in ds.dims:
+        return _rules_rows(ds, "")
+    lines, numbers = [], {}
+    for norm in sorted(ds["sign_norm"].values, key=lambda n: (n != "none", n)):  # "none" first
+        part = ds.sel(sign_norm=norm)
+        ran = [r for r in part["rule"].values if (part["status"].sel(rule=r) != "").any()]
+        text, more = _rules_rows(part.sel(rule=ran), "" if norm == "none" else f", norm={norm}")
+        lines += text.splitlines() if not lines else text.splitlines()[2:]
+        numbers.update(more)
+    return "\n".join(lines), numbers
+
+
+def _rules_rows(ds: xr.Dataset, label: str) -> tuple[str, dict]:
+    acc = ds.biofa.final("test_accuracy")
+    fb, err = _angle(ds, "feedback_angle"), _angle(ds, "error_angle")
     models = [m for m in NAMES if m in acc["model"].values]
-    head = " | ".join(f"{NAMES[m]}: acc. % | feedback ° | error °" for m in models)
-    lines = [f"| rule | {head} |", "|---|" + "---|---|---|" * len(models)]
+    head = " | ".join(f"{NAMES[m]}: acc. % | lr | fb. ° | err. °" for m in models)
+    lines = [f"| rule | {head} |", "|---|" + "---|---|---|---|" * len(models)]
     numbers: dict = {}
     for rule in acc["rule"].values:
         cells = []
         for m in models:
-            a = _mean_sd(acc.sel(rule=rule, model=m).values.ravel())
-            f = _mean_sd(fb.sel(rule=rule, model=m).values.ravel())
-            e = _mean_sd(err.sel(rule=rule, model=m).values.ravel())
-            numbers[f"{rule}/{m}"] = {"accuracy": a, "feedback_angle": f, "error_angle": e}
-            cells += [_cell(*a, scale=100, digits=1), _cell(*f, digits=0), _cell(*e, digits=0)]
-        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+            lr = _chosen_lr(ds, str(rule), m)
+            if lr is None:
+                cells += ["not run", "", "", ""]
+                continue
+            at = dict(rule=rule, model=m, lr=lr)
+            a = _mean_sd(acc.sel(**at).values.ravel())
+            f, e = _mean_sd(fb.sel(**at).values.ravel()), _mean_sd(err.sel(**at).values.ravel())
+            ran = int((ds["status"].sel(**at) != "").sum())
+            numbers[f"{rule}{label}/{m}"] = {"lr": lr, "accuracy": a, "feedback_angle": f,
+                                            "error_angle": e, "runs": ran}  # fmt: skip
+            lost = f" ({ran - a[2]}/{ran} div.)" if a[2] < ran else ""
+            cells += [_cell(*a, scale=100, digits=1) + lost, f"{lr:.3g}",
+                      _cell(*f, digits=0), _cell(*e, digits=0)]  # fmt: skip
+        lines.append(f"| {rule}{label} | " + " | ".join(cells) + " |")
     return "\n".join(lines), numbers
 
 
@@ -98,7 +143,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     ds = biofa.open_runs(args.runs)
-    text, numbers = (models_table if args.table == "models" else rules_table)(ds)
+    if args.table == "models":
+        text, numbers = models_table(ds)
+    else:
+        text, numbers = rules_table(ds)
     print(text)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -61,8 +61,11 @@ def circuit(
     classes: int = 10,
     corrected: bool = True,
     constraint: str = "parametrize",
+    sign_norm: str = "none",
 ) -> Circuit:
-    """One of the three models (module docstring), ``rule`` on every feedback pathway."""
+    """One of the three models (module docstring), ``rule`` on every feedback pathway;
+    ``sign_norm`` is the ``norm`` of a sign-concordant rule (``usf``, ``frsf``, ``brsf``:
+    ``"init"`` is Moskovitz et al.'s, ``"none"`` Liao et al.'s unit magnitudes)."""
     c = Circuit(model, constraint=constraint)
     if model == "dann":
         c.input("image", kind="E")  # pixels only excite
@@ -85,8 +88,13 @@ def circuit(
         c.connect(f"h{layers}", "out", dense())
     else:
         raise ValueError(f"model={model!r} is not one of dann, mlp, column_ei")
+    options = dict(RULE_OPTIONS.get(rule, {}))
+    if sign_norm != "none":
+        if "norm" not in rules.get(rule).defaults:
+            raise ValueError(f"sign_norm={sign_norm!r}: rule {rule!r} has no norm option")
+        options["norm"] = sign_norm
     if rule != "backprop":
-        c.feedback_everywhere(rule, **RULE_OPTIONS.get(rule, {}))
+        c.feedback_everywhere(rule, **options)
         if model == "dann" and issubclass(rules.get(rule), rules.DirectFeedbackRule):
             for area in [*(f"h{k}" for k in range(1, layers + 1)), "out"]:
                 c.feedback(f"{area}.e", f"{area}.i", rule="feedback_alignment")

@@ -168,9 +168,10 @@ CASES = {
         "--point 0: the --set selection keeps sweep points 2, 3, not 0",
     ),
     "--jobs 0": (["toy.py", "--jobs", "0"], "--jobs 0: expected a positive number"),
-    "--batch-seeds with --jobs": (
-        ["toy.py", "--sweep", "--batch-seeds", "--jobs", "2"],
-        "--batch-seeds trains each group of seeds in this process",
+    "--point not a number": (["toy.py", "--sweep", "--point", "1,x"], "--point 1,x: expected a"),
+    "--point list partly out of range": (
+        ["toy.py", "--sweep", "--point", "1,9"],
+        "the sweep has points 0 to 3",
     ),
     "--out an existing file": (["toy.py", "--out", "toy.py"], "--out toy.py: is a file, not a"),
     "--out under a file": (["toy.py", "--out", "toy.py/sub"], "toy.py is a file, so the folder"),

@@ -42,7 +42,14 @@ SPEC = textwrap.dedent(
     if os.environ.get("BIOFA_TEST_FAKE_FIT"):
         import biofa.cli.main
 
-        def fit(circuit, train, *, out, coords, run_config, attrs, resume=False, save_model=True):
+        def fit(circuit, train, *, out, coords, run_config, attrs, resume=False, save_model=True,
+                seeds=None):
+            if seeds is not None:  # --batch-seeds: one call for the group
+                Path(str(out[0]) + ".group").write_text(f"{seeds} pid {os.getpid()}")
+                if 1 in seeds:
+                    raise RuntimeError("fake failure of seed 1")
+                return [fit(circuit, train, out=o, coords=c, run_config=None, attrs=None)
+                        for o, c in zip(out, coords)]
             if coords["seed"] == 1:
                 raise RuntimeError("fake failure of seed 1")
             Path(out).write_text(f"{coords} pid {os.getpid()}")
@@ -98,3 +105,16 @@ def test_slurm_without_submitit_is_a_one_line_error(spec, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import fails
     assert main([spec, "--sweep", "--launcher", "slurm", "--out", "out"]) == 2
     assert "pip install 'biofa[slurm]'" in capsys.readouterr().err
+
+
+def test_batched_seeds_are_one_process_per_group(spec, capsys):
+    """``--batch-seeds --jobs 2``: the three seeds are one child (``--point 0,1,2
+    --batch-seeds``), whose failure is reported once, naming the group."""
+    assert main([spec, "--sweep", "--batch-seeds", "--jobs", "2", "--out", "out"]) == 1
+    group = Path("out/rule-backprop_seed-0.nc.group").read_text()
+    assert group.startswith("[0, 1, 2] pid ") and str(os.getpid()) not in group
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("biofa: error: rule-backprop_seed-0 (+2 seeds batched with it) "
+                             "failed (exit 1)"), err
+    assert err[-1] == "biofa: error: 1 of 1 processes (groups of seeds) failed"
+    assert sorted(p.name for p in Path("out").glob("*.log")) == ["rule-backprop_seed-0.log"]

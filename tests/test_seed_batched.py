@@ -175,3 +175,48 @@ def test_cli_batch_seeds_writes_one_file_per_point(tmp_path, monkeypatch, capsys
     with xr.open_dataset("out/rule-feedback_alignment_seed-1_width-12.nc") as ds:
         assert ds.width.values.tolist() == [12] and ds.seed.values.tolist() == [1]
         assert "spec_sha256" in ds.attrs and "command" in ds.attrs
+
+
+def test_batch_seeds_with_jobs_runs_each_group_as_one_process(tmp_path, monkeypatch, capsys):
+    """``--batch-seeds --jobs 2``: one child process per group of seeds (``--point I,J
+    --batch-seeds``), writing what the in-process batched sweep writes."""
+    monkeypatch.chdir(tmp_path)
+    root = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", root)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the children's and this process's kernels alike
+    Path("spec.py").write_text(textwrap.dedent(
+        """
+        from biofa import Circuit, E, I, Train, dense, grid
+
+        def circuit(width: int = 8):
+            c = Circuit("mlp")
+            c.input("image")
+            c.area("h", E(width), I(2))
+            c.readout("out")
+            c.connect("image", "h", dense(flatten=True))
+            c.connect("h", "out", dense())
+            c.feedback_everywhere("feedback_alignment")
+            return c
+
+        train = Train(max_steps=3, record_every=3, device="cpu")
+        sweep = grid(width=[8, 12], seed=range(2))
+        """))  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["spec.py", "--sweep", "--batch-seeds", "--out", "here", "-q"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main(["spec.py", "--sweep", "--batch-seeds", "--jobs", "2", "--out", "jobs"]) == 0
+    wrote = sorted(capsys.readouterr().out.splitlines())
+    names = sorted(p.stem for p in Path("here").glob("*.nc"))
+    assert wrote == [f"wrote jobs/{n}.nc" for n in names] and len(names) == 4
+    logs = sorted(p.name for p in Path("jobs").glob("*.log"))
+    assert logs == ["rule-feedback_alignment_seed-0_width-12.log",
+                    "rule-feedback_alignment_seed-0_width-8.log"]  # one process per group
+    for log in logs:
+        assert "2 seeds of" in (Path("jobs") / log).read_text()  # trained batched
+    for name in names:
+        with xr.open_dataset(f"here/{name}.nc") as a, xr.open_dataset(f"jobs/{name}.nc") as b:
+            for var in ("loss", "test_accuracy", "feedback_angle"):
+                np.testing.assert_allclose(a[var].values, b[var].values, rtol=1e-6, err_msg=var)

@@ -18,10 +18,9 @@ last line) and the others run to the end. The command line picks the launcher::
   returns. ``--slurm-cluster local`` (or ``debug``) runs the same path on this machine with
   submitit's local executor -- how the tests exercise it without a cluster.
 
-Many seeds of one configuration can instead share one process (``--batch-seeds``,
-:func:`biofa.train.fit` with ``seeds``); that runs in the calling process and does not combine
-with a launcher
-yet (each group of seeds as one job would be the natural next step).
+With ``--batch-seeds`` the unit of work is a group of points that differ only in their seed
+(:func:`biofa.train.fit` with ``seeds``): each group is one ``biofa.run SPEC --sweep --point
+I,J,K --batch-seeds`` process or job, logging to its first run's log.
 """
 
 from __future__ import annotations
@@ -78,26 +77,51 @@ def _last_line(path: Path) -> str:
     return last.removeprefix("biofa: error: ")
 
 
-def point_command(spec_path: Path, index: int, out_dir: Path, extra: Sequence[str]) -> list[str]:
-    """The ``biofa.run`` arguments of sweep point ``index`` (without the interpreter)."""
-    return [str(spec_path), "--sweep", "--point", str(index), "--out", str(out_dir), *extra]
+Unit = Sequence[tuple[int, object]]  # the (index, Point) pairs one process trains
 
 
-def launch(spec, points: Sequence[tuple[int, object]], out_dir: Path, options: Options) -> int:
-    """Run ``points`` (``(index, Point)`` pairs of ``spec``'s sweep); return the exit status."""
+def point_command(spec_path: Path, unit: Unit, out_dir: Path, extra: Sequence[str]) -> list[str]:
+    """The ``biofa.run`` arguments that train ``unit`` (without the interpreter): one sweep
+    point, or several seeds of one configuration batched."""
+    points = ",".join(str(index) for index, _ in unit)
+    batched = ["--batch-seeds"] if len(unit) > 1 else []
+    return [str(spec_path), "--sweep", "--point", points, *batched, "--out", str(out_dir), *extra]
+
+
+def _names(unit: Unit) -> list[str]:
+    return [point.name for _, point in unit]
+
+
+def _label(unit: Unit) -> str:
+    """How a report names a unit: its run, or its first run and how many seeds it batches."""
+    first = unit[0][1].name
+    return first if len(unit) == 1 else f"{first} (+{len(unit) - 1} seeds batched with it)"
+
+
+def _tally(failed: int, units: Sequence[Unit]) -> str:
+    """``"2 of 9 runs failed"``, or for batched seeds how many of the processes (a failed
+    process may still have written some of its seeds: its line above says which)."""
+    if all(len(unit) == 1 for unit in units):
+        return f"{failed} of {len(units)} runs failed"
+    return f"{failed} of {len(units)} processes (groups of seeds) failed"
+
+
+def launch(spec, units: Sequence[Unit], out_dir: Path, options: Options) -> int:
+    """Train ``units`` of ``spec``'s sweep, each a list of ``(index, Point)`` pairs that one
+    process trains (one point, or seeds batched); return the exit status."""
     if options.launcher not in LAUNCHERS:
         raise ValueError(f"--launcher {options.launcher!r} is not one of {', '.join(LAUNCHERS)}")
     if options.jobs < 1:
         raise ValueError(f"--jobs {options.jobs}: expected a positive number of processes")
     out_dir.mkdir(parents=True, exist_ok=True)
     if options.launcher == "slurm":
-        return _slurm(spec, points, out_dir, options)
-    return _local(spec, points, out_dir, options)
+        return _slurm(spec, units, out_dir, options)
+    return _local(spec, units, out_dir, options)
 
 
 # ------------------------------------------------------------------------------------- local
-def _local(spec, points, out_dir: Path, options: Options) -> int:
-    """Each point in its own ``python -m biofa.run SPEC --sweep --point I`` process.
+def _local(spec, units, out_dir: Path, options: Options) -> int:
+    """Each unit in its own ``python -m biofa.run SPEC --sweep --point I`` process.
 
     Each child runs in its own session, so a terminal's Ctrl-C reaches only this process: on
     SIGINT or SIGTERM it launches no more points, sends every running child SIGTERM (each stops
@@ -112,12 +136,12 @@ def _local(spec, points, out_dir: Path, options: Options) -> int:
     guard = threading.Lock()
     stopping = threading.Event()
 
-    def one(index: int, point) -> tuple[object, int | None, Path]:
-        log_path = out_dir / f"{point.name}.log"
-        argv = point_command(spec.path, index, out_dir, options.extra_args)
+    def one(n: int, unit: Unit) -> tuple[Unit, int | None, Path]:
+        log_path = out_dir / f"{unit[0][1].name}.log"
+        argv = point_command(spec.path, unit, out_dir, options.extra_args)
         with guard:
             if stopping.is_set():
-                return point, None, log_path
+                return unit, None, log_path
             log_file = open(log_path, "w")  # noqa: SIM115 - closed below, after the child
             process = subprocess.Popen(
                 [sys.executable, "-m", "biofa.run", *argv],
@@ -127,37 +151,37 @@ def _local(spec, points, out_dir: Path, options: Options) -> int:
                 env=env,
                 start_new_session=True,  # Ctrl-C in a terminal reaches the launcher only
             )
-            running[index] = (process, out_dir / f"{point.name}.ckpt")
+            running[n] = (process, [out_dir / f"{name}.ckpt" for name in _names(unit)])
         try:
-            return point, process.wait(), log_path
+            return unit, process.wait(), log_path
         finally:
             log_file.close()
             with guard:
-                running.pop(index, None)
+                running.pop(n, None)
 
-    log.info(
-        "%d runs of %s in %d processes; logs in %s", len(points), spec.name, options.jobs, out_dir
-    )
+    total = sum(len(unit) for unit in units)
+    log.info("%d runs of %s in %d processes; logs in %s", total, spec.name, options.jobs, out_dir)
     failed, done = 0, []
     pool = ThreadPoolExecutor(max_workers=options.jobs)
-    futures = [pool.submit(one, index, point) for index, point in points]
+    futures = [pool.submit(one, n, unit) for n, unit in enumerate(units)]
     try:
         for future in as_completed(futures):
-            point, code, log_path = future.result()
+            unit, code, log_path = future.result()
             if code == 0:
-                done.append(point.name)
+                done += _names(unit)
                 if not options.quiet:
-                    print(f"wrote {out_dir / point.name}.nc", flush=True)
+                    for name in _names(unit):
+                        print(f"wrote {out_dir / name}.nc", flush=True)
                 continue
             failed += 1
-            _error(f"{point.name} failed (exit {code}): {_last_line(log_path)} [log: {log_path}]")
+            _error(f"{_label(unit)} failed (exit {code}): {_last_line(log_path)} [log: {log_path}]")
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        raise _stop(signum, futures, running, guard, stopping, done, len(points)) from None
+        raise _stop(signum, futures, running, guard, stopping, done, total) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if failed:
-        _error(f"{failed} of {len(points)} runs failed")
+        _error(_tally(failed, units))
     return 1 if failed else 0
 
 
@@ -179,13 +203,14 @@ def _stop(signum, futures, running, guard, stopping, done, total) -> Interrupted
         except KeyboardInterrupt:  # asked again: do not wait for the records
             for c, _ in children:
                 c.kill()
-    stopped = sum(1 for child, ckpt in children if ckpt.exists())
-    started = len(done) + len(children)
+    ckpts = [ckpt for _, unit_ckpts in children for ckpt in unit_ckpts]
+    stopped = sum(1 for ckpt in ckpts if ckpt.exists())
+    started = len(done) + len(ckpts)
     finished = f" ({', '.join(done[:6])}{', ...' if len(done) > 6 else ''})" if done else ""
     return Interrupted(
         signum,
         message=f"sweep stopped: {len(done)} of {total} runs finished{finished}, {stopped} "
-        f"stopped with a checkpoint, {len(children) - stopped} stopped before training, "
+        f"stopped with a checkpoint, {len(ckpts) - stopped} stopped before training, "
         f"{total - started} not started; the same command with --resume continues",
     )
 
@@ -199,7 +224,7 @@ def _reason(exc: BaseException) -> str:
     return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
-def _slurm(spec, points, out_dir: Path, options: Options) -> int:
+def _slurm(spec, units, out_dir: Path, options: Options) -> int:
     try:
         import submitit
     except ImportError as err:
@@ -224,7 +249,7 @@ def _slurm(spec, points, out_dir: Path, options: Options) -> int:
     if options.slurm_options:
         params["slurm_additional_parameters"] = dict(options.slurm_options)
     executor.update_parameters(**params)
-    argvs = [point_command(spec.path, index, out_dir, options.extra_args) for index, _ in points]
+    argvs = [point_command(spec.path, unit, out_dir, options.extra_args) for unit in units]
     jobs = []
     with executor.batch():  # one job array
         for argv in argvs:
@@ -232,20 +257,21 @@ def _slurm(spec, points, out_dir: Path, options: Options) -> int:
             # with the job's last output if it failed
             command = [sys.executable, "-m", "biofa.run", *argv]
             jobs.append(executor.submit(submitit.helpers.CommandFunction(command)))
-    names = [point.name for _, point in points]
+    total = sum(len(unit) for unit in units)
     log.info(
-        "submitted %d runs of %s to %s (logs in %s)",
-        len(jobs),
+        "submitted %d runs of %s as %d jobs to %s (logs in %s)",
+        total,
         spec.name,
+        len(jobs),
         options.slurm_cluster or "slurm",
         folder,
     )
     if not options.slurm_wait:
-        for name, job in zip(names, jobs):
-            print(f"submitted {name}: job {job.job_id}", flush=True)
+        for unit, job in zip(units, jobs):
+            print(f"submitted {_label(unit)}: job {job.job_id}", flush=True)
         return 0
     failed = 0
-    for n, (name, job) in enumerate(zip(names, jobs)):
+    for n, (unit, job) in enumerate(zip(units, jobs)):
         try:
             job.result()
         except KeyboardInterrupt as exc:
@@ -258,10 +284,11 @@ def _slurm(spec, points, out_dir: Path, options: Options) -> int:
         except Exception as exc:  # noqa: BLE001 - report every failed point, keep collecting
             failed += 1
             why = _reason(exc)
-            _error(f"{name} failed (job {job.job_id}): {why} [log: {job.paths.stdout}]")
+            _error(f"{_label(unit)} failed (job {job.job_id}): {why} [log: {job.paths.stdout}]")
             continue
         if not options.quiet:
-            print(f"wrote {out_dir / name}.nc", flush=True)
+            for name in _names(unit):
+                print(f"wrote {out_dir / name}.nc", flush=True)
     if failed:
-        _error(f"{failed} of {len(points)} runs failed")
+        _error(_tally(failed, units))
     return 1 if failed else 0

@@ -226,23 +226,9 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     spec = load_spec(args.spec)
     points = [(p.index or 0, p) for p in run_points(spec, overrides, sweep=args.sweep)]
     if args.point is not None:
-        size = len(spec.sweep or ())
-        if not 0 <= args.point < size:
-            raise ValueError(f"--point {args.point}: the sweep has points 0 to {size - 1}")
-        kept = [(i, p) for i, p in points if i == args.point]
-        if not kept:
-            raise ValueError(
-                f"--point {args.point}: the --set selection keeps sweep points "
-                f"{', '.join(str(i) for i, _ in points)}, not {args.point}"
-            )
-        points = kept
+        points = _select_points(args.point, points, len(spec.sweep or ()))
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     outputs.check_out_dir(out_dir, create=not args.dry_run)
-    if args.batch_seeds and (args.launcher == "slurm" or args.jobs > 1):
-        raise ValueError(
-            "--batch-seeds trains each group of seeds in this process; it does not "
-            "combine with --jobs N or --launcher slurm yet"
-        )
     actions = outputs.plan(
         spec, [p for _, p in points], out_dir, resume=args.resume, overwrite=args.overwrite
     )
@@ -278,6 +264,25 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             if not args.quiet:
                 print(f"wrote {path}", flush=True)
     return 1 if failed else 0
+
+
+def _select_points(text: str, points: list[tuple[int, Point]], size: int):
+    """The points ``--point I[,J...]`` names, in sweep order."""
+    try:
+        wanted = {int(part) for part in text.split(",")}
+    except ValueError:
+        raise ValueError(f"--point {text}: expected a point number or numbers (3, 3,4,5)") from None
+    outside = sorted(i for i in wanted if not 0 <= i < size)
+    if outside:
+        raise ValueError(f"--point {text}: the sweep has points 0 to {size - 1}")
+    kept = [(i, p) for i, p in points if i in wanted]
+    if len(kept) < len(wanted):
+        missing = ", ".join(str(i) for i in sorted(wanted - {i for i, _ in kept}))
+        raise ValueError(
+            f"--point {text}: the --set selection keeps sweep points "
+            f"{', '.join(str(i) for i, _ in points)}, not {missing}"
+        )
+    return kept
 
 
 def _list_rules() -> int:
@@ -341,11 +346,15 @@ def group_points(points: list[Point]) -> list[list[Point]]:
 
 
 def _run_parallel(args: argparse.Namespace, spec: Spec, points, out_dir: Path) -> int:
-    """Each point an independent ``biofa.run SPEC --sweep --point I`` (biofa.cli.launch)."""
+    """Each point an independent ``biofa.run SPEC --sweep --point I`` (biofa.cli.launch); with
+    ``--batch-seeds`` each group of seeds one ``--point I,J,... --batch-seeds`` process."""
     extra = ["--set", *args.set] if args.set else []
     flags = (("--resume", args.resume), ("--debug", args.debug), ("--overwrite", args.overwrite),
              ("--no-model", args.no_model))  # fmt: skip
     extra += [flag for flag, on in flags if on]
+    index = {id(p): i for i, p in points}
+    units = [[(index[id(p)], p) for p in unit]
+             for unit in _units([p for _, p in points], args.batch_seeds)]  # fmt: skip
     options = launch.Options(
         launcher=args.launcher,
         jobs=args.jobs,
@@ -360,7 +369,7 @@ def _run_parallel(args: argparse.Namespace, spec: Spec, points, out_dir: Path) -
         slurm_options=dict(parse_overrides(args.slurm_opt)),
         slurm_wait=not args.slurm_no_wait,
     )
-    return launch.launch(spec, points, out_dir, options)
+    return launch.launch(spec, units, out_dir, options)
 
 
 def _error(message: object) -> None:

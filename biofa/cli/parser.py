@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a circuit() keyword or Train field (repeatable; --set a=1 b=2); with "
              "--sweep, a swept key selects points (--set rule=usf,frsf)")  # fmt: skip
     add("--sweep", action="store_true", help="run every point of the spec's sweep")
-    add("--point", type=int, metavar="I", help="with --sweep: run only sweep point I (0-based)")
+    add(
+        "--point",
+        metavar="I[,J...]",
+        help="with --sweep: run only sweep point I (0-based), or the points I,J,...",
+    )
     add("--jobs", type=int, default=1, metavar="N",
         help="run sweep points in N parallel local processes (default 1); with --launcher "
              "slurm, at most N jobs at once")  # fmt: skip
@@ -67,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
              "(biofa.cli.launch)")  # fmt: skip
     add("--batch-seeds", action="store_true",
         help="train sweep points that differ only in seed together, as one batched "
-             "computation in one process (fit(..., seeds=...))")  # fmt: skip
+             "computation in one process (fit(..., seeds=...)); with --jobs N or --launcher "
+             "slurm, each group of seeds is one process or job")  # fmt: skip
     slurm = parser.add_argument_group("SLURM (--launcher slurm)")
     slurm.add_argument("--slurm-partition", default="", metavar="NAME")
     slurm.add_argument("--slurm-time", type=int, default=60, metavar="MIN",

@@ -148,7 +148,8 @@ def _train(spec, todo, out_dir: Path, scale: Scale, jobs: int, command: str) -> 
     if jobs > 1 and len(todo) > 1:
         options = launch.Options(jobs=jobs, quiet=True, extra_args=["--set",
                                  *set_arguments(dict(scale.set))] if scale.set else [])  # fmt: skip
-        launch.launch(spec, todo, out_dir, options)  # failures are reported; files are read below
+        # one process per point; failures are reported, the files are read below
+        launch.launch(spec, [[pair] for pair in todo], out_dir, options)
         return
     for i, (_, point) in enumerate(todo):
         log.info("[%d/%d] %s", i + 1, len(todo), point.name)
