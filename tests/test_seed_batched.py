@@ -147,25 +147,29 @@ def test_batched_checkpoints_resume_bit_identically_and_interchange_with_single_
         np.testing.assert_allclose(a[name], b[name], rtol=2e-4, atol=2e-5, err_msg=name)
 
 
+#: a two-configuration sweep of two seeds each
+BATCHED_SPEC = textwrap.dedent(
+    """
+    from biofa import Circuit, E, I, Train, dense, grid
+
+    def circuit(rule: str = "feedback_alignment", width: int = 8):
+        c = Circuit("mlp")
+        c.input("image")
+        c.area("h", E(width), I(2))
+        c.readout("out")
+        c.connect("image", "h", dense(flatten=True))
+        c.connect("h", "out", dense())
+        c.feedback_everywhere(rule)
+        return c
+
+    train = Train(max_steps=3, record_every=3, device="cpu")
+    sweep = grid(width=[8, 12], seed=range(2))
+    """)
+
+
 def test_cli_batch_seeds_writes_one_file_per_point(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    Path("spec.py").write_text(textwrap.dedent(
-        """
-        from biofa import Circuit, E, I, Train, dense, grid
-
-        def circuit(rule: str = "feedback_alignment", width: int = 8):
-            c = Circuit("mlp")
-            c.input("image")
-            c.area("h", E(width), I(2))
-            c.readout("out")
-            c.connect("image", "h", dense(flatten=True))
-            c.connect("h", "out", dense())
-            c.feedback_everywhere(rule)
-            return c
-
-        train = Train(max_steps=3, record_every=3, device="cpu")
-        sweep = grid(width=[8, 12], seed=range(2))
-        """))
+    Path("spec.py").write_text(BATCHED_SPEC)
     assert main(["spec.py", "--sweep", "--batch-seeds", "--out", "out"]) == 0
     files = sorted(p.name for p in Path("out").glob("*.nc"))
     assert files == ["rule-feedback_alignment_seed-0_width-12.nc",
@@ -184,23 +188,7 @@ def test_batch_seeds_with_jobs_runs_each_group_as_one_process(tmp_path, monkeypa
     root = str(Path(__file__).resolve().parent.parent)
     monkeypatch.setenv("PYTHONPATH", root)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the children's and this process's kernels alike
-    Path("spec.py").write_text(textwrap.dedent(
-        """
-        from biofa import Circuit, E, I, Train, dense, grid
-
-        def circuit(width: int = 8):
-            c = Circuit("mlp")
-            c.input("image")
-            c.area("h", E(width), I(2))
-            c.readout("out")
-            c.connect("image", "h", dense(flatten=True))
-            c.connect("h", "out", dense())
-            c.feedback_everywhere("feedback_alignment")
-            return c
-
-        train = Train(max_steps=3, record_every=3, device="cpu")
-        sweep = grid(width=[8, 12], seed=range(2))
-        """))  # fmt: skip
+    Path("spec.py").write_text(BATCHED_SPEC)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
