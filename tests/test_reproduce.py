@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
 from biofa.cli.claims import holds, parse_claims
 from biofa.cli.published import Row, Scale, Table
 from biofa.cli.report import RunResult, mean_ci, summarize, t_975
-from biofa.cli.reproduce import available, find_spec, set_arguments
+from biofa.cli.reproduce import available, collect, find_spec, set_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,3 +143,23 @@ def test_user_errors_are_one_line(tmp_path, capsys):
         assert main([*args, "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("biofa: error: ") and message in err and err.count("\n") == 1
+
+
+def test_collect_reads_a_run_that_diverged_at_its_first_record(tmp_path):
+    """One record (``step`` of size 1) must stay a dimension: its angles are the run's last."""
+    run = {"rule": ["usf"], "seed": [0]}
+    angle = np.array([[[[60.0, 80.0]]]])  # rule, seed, step, projection
+    ds = xr.Dataset(
+        {
+            "loss": (("rule", "seed", "step"), np.array([[[5e20]]])),
+            "feedback_angle": (("rule", "seed", "step", "projection"), angle),
+            "error_angle": (("rule", "seed", "step", "projection"), angle + 5),
+        },
+        coords={**run, "step": [50], "projection": ["a->b", "b->c"]},
+        attrs={"status": "diverged: mean training loss 5e+20 at step 50"},
+    )
+    ds.to_netcdf(tmp_path / "run.nc")
+    result = collect(tmp_path / "run.nc", "uSF-noBN", 0)
+    assert result.diverged and result.accuracy is None
+    assert result.feedback_angle == 70.0 and result.error_angle == 75.0
+    assert result.steps == [50] and result.error_curve == [75.0]

@@ -104,6 +104,9 @@ def _done(path: Path, spec: Spec, point: Point) -> bool:
     return same and (status == "complete" or status.startswith("diverged"))
 
 
+_KEPT = ("step", "projection")  # dims a run file's metrics keep, however short
+
+
 def _last(da: xr.DataArray) -> float | None:
     """The last recorded value of a per-run variable, or ``None``."""
     values = da.values.reshape(-1)
@@ -116,7 +119,8 @@ def collect(path: Path, row: str, seed: int) -> RunResult:
     if not path.exists():
         return RunResult(row, seed, str(path), "missing")
     with xr.open_dataset(path) as ds:
-        ds = ds.squeeze(drop=True)
+        # the run's coordinates only: a run that diverged at its first record has one step
+        ds = ds.squeeze([d for d, n in ds.sizes.items() if n == 1 and d not in _KEPT], drop=True)
         result = RunResult(row, seed, str(path), str(ds.attrs.get("status", "")))
         if "test_accuracy" in ds and not result.diverged:
             acc = _last(ds["test_accuracy"])
