@@ -40,14 +40,14 @@ def hidden_gradient_norms(circuit, x, y) -> dict[str, float]:
     torch.manual_seed(0)
     model = compile(circuit, input_shape=tuple(x.shape[1:]), num_classes=10, seed=0)
     F.cross_entropy(model(x), y).backward()
-    norms: dict[str, float] = {}
-    for name, p in model.named_parameters():
-        if not name.startswith("groups.") or p.grad is None or "weight" not in name:
-            continue
-        target = name.split(".")[1].split("__to__")[1].split(":")[0].split("__")[0]
+    squares: dict[str, float] = {}
+    for group in model.groups.values():
+        target = group.spec.target
         if target.startswith("h"):
-            norms[target] = (norms.get(target, 0.0) ** 2 + float(p.grad.norm()) ** 2) ** 0.5
-    return norms
+            for name, p in group.named_parameters():
+                if "weight" in name and p.grad is not None:
+                    squares[target] = squares.get(target, 0.0) + float(p.grad.norm()) ** 2
+    return {area: total**0.5 for area, total in squares.items()}
 
 
 def main(argv=None) -> dict:

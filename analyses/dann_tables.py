@@ -79,7 +79,7 @@ def _chosen_lr(ds: xr.Dataset, rule: str, model: str) -> float | None:
     seed counts as chance), among those ``rule`` x ``model`` ran at; the test set plays no part."""
     status = ds["status"].sel(rule=rule, model=model)
     val = ds.biofa.final("validation_accuracy").sel(rule=rule, model=model)
-    chance = 1.0 / ds.attrs.get("num_classes", 10) if "num_classes" in ds.attrs else 0.1
+    chance = 1.0 / ds.attrs.get("num_classes", 10)
     best, best_lr = -1.0, None
     for lr in ds["lr"].values:
         ran = (status.sel(lr=lr) != "").values.ravel()
@@ -143,10 +143,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     ds = biofa.open_runs(args.runs)
-    if args.table == "models":
-        text, numbers = models_table(ds)
-    else:
-        text, numbers = rules_table(ds)
+    text, numbers = (models_table if args.table == "models" else rules_table)(ds)
     print(text)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

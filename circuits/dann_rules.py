@@ -71,12 +71,12 @@ def rates(model: str) -> list[float]:
 #: ``W(0)``'s rms instead of 1), without which they blow the error up layer by layer
 SIGN_RULES = ["usf", "brsf", "frsf"]
 
-sweep = (
-    grid(model="dann", lr=rates("dann"), rule=RULES, sign_norm="none", seed=range(3))
-    + grid(model="dann", lr=rates("dann"), rule=SIGN_RULES, sign_norm="init", seed=range(3))
-    + grid(model="column_ei", lr=rates("column_ei"), rule=RULES, sign_norm="none", seed=range(3))
-    + grid(model="column_ei", lr=rates("column_ei"), rule=SIGN_RULES, sign_norm="init",
-           seed=range(3))
-    + grid(model="mlp", lr=rates("mlp"), rule=RULES, sign_norm="none", seed=range(3))
-    + grid(model="mlp", lr=rates("mlp"), rule=SIGN_RULES, sign_norm="init", seed=range(3))
-)  # fmt: skip
+
+def _model_sweep(model: str):
+    """Every rule at the model's rates, and the sign-concordant rules again with norm="init"."""
+    every = grid(model=model, lr=rates(model), rule=RULES, sign_norm="none", seed=range(3))
+    normed = grid(model=model, lr=rates(model), rule=SIGN_RULES, sign_norm="init", seed=range(3))
+    return every + normed
+
+
+sweep = _model_sweep("dann") + _model_sweep("column_ei") + _model_sweep("mlp")

@@ -272,8 +272,7 @@ def _select_points(text: str, points: list[tuple[int, Point]], size: int):
         wanted = {int(part) for part in text.split(",")}
     except ValueError:
         raise ValueError(f"--point {text}: expected a point number or numbers (3, 3,4,5)") from None
-    outside = sorted(i for i in wanted if not 0 <= i < size)
-    if outside:
+    if any(not 0 <= i < size for i in wanted):
         raise ValueError(f"--point {text}: the sweep has points 0 to {size - 1}")
     kept = [(i, p) for i, p in points if i in wanted]
     if len(kept) < len(wanted):
